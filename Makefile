@@ -1,0 +1,41 @@
+# Developer entry points. `make setup` then `make test` is all a new developer (and CI) needs.
+VENVS := .venv-3.13 .venv-3.13t
+PYTEST_ARGS ?=
+
+.PHONY: setup build test test-3.13 test-3.13t lint stress memcheck bench clean
+
+setup:
+	bash scripts/setup.sh
+
+# Rebuild the C engine in place for both interpreters (warnings are errors).
+build:
+	@for v in $(VENVS); do \
+	  PYTEST_THREADPOOL_WERROR=1 $$v/bin/python setup.py -q build_ext --inplace --build-temp build/temp-$$v >/dev/null || exit 1; \
+	done
+
+lint:
+	.venv-3.13/bin/ruff check src tests bench examples
+	.venv-3.13/bin/ruff format --check src tests bench examples
+
+test: build lint test-3.13 test-3.13t
+
+test-3.13:
+	.venv-3.13/bin/python -m pytest $(PYTEST_ARGS)
+
+test-3.13t:
+	.venv-3.13t/bin/python -m pytest $(PYTEST_ARGS)
+
+# Repeat the concurrency-heavy tests many times on the free-threaded build.
+STRESS_RUNS ?= 20
+stress: build
+	bash scripts/stress.sh $(STRESS_RUNS)
+
+# Engine tests under valgrind on the GIL build.
+memcheck: build
+	bash scripts/memcheck.sh
+
+bench: build
+	.venv-3.13t/bin/python bench/run.py
+
+clean:
+	rm -rf build src/pytest_threadpool/*.so .pytest_cache

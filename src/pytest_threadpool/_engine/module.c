@@ -1,0 +1,93 @@
+/* pytest_threadpool._engine: module definition (multi-phase init, module state, GIL not used). */
+#include "module.h"
+
+engine_state *engine_state_from_module(PyObject *module)
+{
+    return (engine_state *)PyModule_GetState(module);
+}
+
+engine_state *engine_state_from_type(PyTypeObject *type)
+{
+    PyObject *module = PyType_GetModuleByDef(type, &engine_module_def);
+    return module ? engine_state_from_module(module) : NULL;
+}
+
+static PyObject *build_info(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    (void)module;
+#ifdef Py_GIL_DISABLED
+    PyObject *ft = Py_True;
+#else
+    PyObject *ft = Py_False;
+#endif
+    return Py_BuildValue("{s:O,s:s,s:i}", "free_threaded", ft, "compiler", __VERSION__,
+                         "c_standard", (int)__STDC_VERSION__);
+}
+
+static PyMethodDef engine_methods[] = {
+    {"build_info", build_info, METH_NOARGS,
+     "build_info() -> dict\n\nHow this engine was compiled (free-threaded ABI, compiler, C standard)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int engine_exec(PyObject *module)
+{
+    (void)engine_state_from_module(module);
+    return 0;
+}
+
+static int engine_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    engine_state *st = engine_state_from_module(module);
+    Py_VISIT(st->pool_type);
+    Py_VISIT(st->task_result_type);
+    Py_VISIT(st->dispatcher_type);
+    Py_VISIT(st->binary_view_type);
+    Py_VISIT(st->capture_type);
+    Py_VISIT(st->task_timeout_error);
+    Py_VISIT(st->unsupported_operation);
+    return 0;
+}
+
+static int engine_clear(PyObject *module)
+{
+    engine_state *st = engine_state_from_module(module);
+    Py_CLEAR(st->pool_type);
+    Py_CLEAR(st->task_result_type);
+    Py_CLEAR(st->dispatcher_type);
+    Py_CLEAR(st->binary_view_type);
+    Py_CLEAR(st->capture_type);
+    Py_CLEAR(st->task_timeout_error);
+    Py_CLEAR(st->unsupported_operation);
+    return 0;
+}
+
+static void engine_free(void *module)
+{
+    (void)engine_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot engine_slots[] = {
+    {Py_mod_exec, engine_exec},
+    /* Worker-thread TLS and the crash handler are process-wide: one interpreter only. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+    {0, NULL},
+};
+
+PyModuleDef engine_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "pytest_threadpool._engine",
+    .m_doc = "C execution engine of pytest-threadpool: worker pool, output dispatcher, watchdog.",
+    .m_size = sizeof(engine_state),
+    .m_methods = engine_methods,
+    .m_slots = engine_slots,
+    .m_traverse = engine_traverse,
+    .m_clear = engine_clear,
+    .m_free = engine_free,
+};
+
+PyMODINIT_FUNC PyInit__engine(void)
+{
+    return PyModuleDef_Init(&engine_module_def);
+}

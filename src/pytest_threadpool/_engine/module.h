@@ -1,0 +1,23 @@
+/* Module state shared by the engine's types. One instance per module object (multi-phase init). */
+#ifndef PYTEST_THREADPOOL_MODULE_H
+#define PYTEST_THREADPOOL_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    PyObject *pool_type;
+    PyObject *task_result_type;
+    PyObject *dispatcher_type;
+    PyObject *binary_view_type;
+    PyObject *capture_type;
+    PyObject *task_timeout_error;   /* BaseException subclass delivered by the watchdog */
+    PyObject *unsupported_operation; /* io.UnsupportedOperation */
+} engine_state;
+
+extern PyModuleDef engine_module_def;
+
+engine_state *engine_state_from_module(PyObject *module);
+engine_state *engine_state_from_type(PyTypeObject *type);
+
+#endif

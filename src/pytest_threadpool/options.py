@@ -1,0 +1,155 @@
+"""Command-line and ini options, parsed into one immutable settings object."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+import pytest
+
+from pytest_threadpool.markers import ParallelScope
+
+SCOPE_NONE = "none"
+DEFAULT_SCOPE_CHOICES = (*(s.value for s in ParallelScope), SCOPE_NONE)
+
+
+def usable_cpus() -> int:
+    return os.process_cpu_count() or 1
+
+
+def parse_workers(value: str) -> int:
+    """``--threadpool`` value: a positive integer or ``auto``."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return usable_cpus()
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: use a whole number of threads (e.g. 4) or 'auto'"
+        ) from None
+    if workers < 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: a thread count cannot be negative; use 1 or more, or 'auto'"
+        )
+    return workers
+
+
+def parse_timeout(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: use a number of seconds (e.g. 30 or 2.5)"
+        ) from None
+    if seconds < 0 or seconds != seconds:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: the timeout must be 0 (off) or a positive number of seconds"
+        )
+    return seconds
+
+
+def parse_default_scope(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in DEFAULT_SCOPE_CHOICES:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: use one of {', '.join(DEFAULT_SCOPE_CHOICES)}"
+        )
+    return text
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("threadpool", "parallel execution in a thread pool (pytest-threadpool)")
+    group.addoption(
+        "--threadpool",
+        dest="threadpool",
+        metavar="N|auto",
+        type=parse_workers,
+        default=None,
+        help="run parallelizable tests in N threads ('auto': one per usable CPU). "
+        "Without it pytest runs as if the plugin were absent.",
+    )
+    group.addoption(
+        "--threadpool-scope",
+        dest="threadpool_scope",
+        metavar="SCOPE",
+        type=parse_default_scope,
+        default=None,
+        help="scope applied to tests that no marker decides: "
+        + ", ".join(DEFAULT_SCOPE_CHOICES)
+        + " (default: ini threadpool_scope, else none)",
+    )
+    group.addoption(
+        "--threadpool-timeout",
+        dest="threadpool_timeout",
+        metavar="SECONDS",
+        type=parse_timeout,
+        default=None,
+        help="fail a test that runs longer than SECONDS (0: off; default: ini threadpool_timeout)",
+    )
+    parser.addini("threadpool", "thread count used when --threadpool is not given (N or auto)")
+    parser.addini(
+        "threadpool_scope",
+        "default parallel scope for tests without markers: " + ", ".join(DEFAULT_SCOPE_CHOICES),
+        default=SCOPE_NONE,
+    )
+    parser.addini(
+        "threadpool_timeout", "per-test timeout in seconds for --threadpool runs (0: off)"
+    )
+    parser.addini(
+        "threadpool_unsafe_fixtures",
+        "fixtures that make a test run alone (nothing else runs while it runs)",
+        type="linelist",
+        default=[
+            "capfd",
+            "capfdbinary",
+            "monkeypatch",
+            "recwarn",
+        ],
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    workers: int  # 0 when --threadpool was not given
+    default_scope: ParallelScope | None
+    timeout: float  # 0 = no timeout
+    unsafe_fixtures: frozenset[str]
+
+    @property
+    def enabled(self) -> bool:
+        return self.workers > 0
+
+    @property
+    def parallel(self) -> bool:
+        return self.workers > 1
+
+
+def _from_ini(config: pytest.Config, name: str, parse, flag: str):
+    raw = config.getini(name)
+    if raw in (None, "", []):
+        return None
+    try:
+        return parse(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option {name} ({flag}): {exc}") from None
+
+
+def load(config: pytest.Config) -> Settings:
+    """Read options; user mistakes raise pytest.UsageError with a one-line message."""
+    workers = config.getoption("threadpool")
+    if workers is None:
+        workers = _from_ini(config, "threadpool", parse_workers, "--threadpool") or 0
+    scope = config.getoption("threadpool_scope")
+    if scope is None:
+        scope = _from_ini(config, "threadpool_scope", parse_default_scope, "--threadpool-scope")
+    timeout = config.getoption("threadpool_timeout")
+    if timeout is None:
+        timeout = _from_ini(config, "threadpool_timeout", parse_timeout, "--threadpool-timeout")
+    return Settings(
+        workers=workers,
+        default_scope=None if scope in (None, SCOPE_NONE) else ParallelScope(scope),
+        timeout=timeout or 0.0,
+        unsafe_fixtures=frozenset(config.getini("threadpool_unsafe_fixtures")),
+    )
