@@ -1,14 +1,35 @@
-"""pytest entry point (``-p no:threadpool`` disables it): registers options and markers and
-hands control to the runner when ``--threadpool`` is given."""
+"""pytest entry point (``-p no:threadpool`` disables it): registers options, markers and hooks,
+and hands the test loop to the threaded runner when ``--threadpool`` asks for more than one
+thread. Without ``--threadpool`` pytest runs as if the plugin were absent."""
 
 from __future__ import annotations
 
+import sys
+import sysconfig
+
 import pytest
 
-from pytest_threadpool import options
+from pytest_threadpool import execution, hookspecs, options
+from pytest_threadpool.grouping import PytestThreadpoolWarning
 from pytest_threadpool.markers import MARKER_LINES, MARKER_PARALLEL_ONLY
 
 SETTINGS_KEY = pytest.StashKey[options.Settings]()
+SESSION_KEY = pytest.StashKey[object]()
+PLANNER_KEY = pytest.StashKey[object]()
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+# Options whose output or interaction assumes one test at a time on the main thread.
+_SEQUENTIAL_OPTIONS = {
+    "usepdb": "--pdb",
+    "trace": "--trace",
+    "setuponly": "--setup-only",
+    "setupshow": "--setup-show",
+    "setupplan": "--setup-plan",
+}
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -18,14 +39,123 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKER_LINES:
         config.addinivalue_line("markers", line)
-    config.stash[SETTINGS_KEY] = options.load(config)
+    config.addinivalue_line("markers", "thread_unsafe: run this test alone even under --threadpool")
+    settings = options.load(config)
+    config.stash[SETTINGS_KEY] = settings
+    if not settings.parallel:
+        return
+    for dest, flag in _SEQUENTIAL_OPTIONS.items():
+        if config.getoption(dest, None):
+            config.issue_config_time_warning(
+                PytestThreadpoolWarning(
+                    f"{flag} needs tests to run one at a time on the main thread: "
+                    "--threadpool is ignored for this session"
+                ),
+                stacklevel=2,
+            )
+            config.stash[SETTINGS_KEY] = options.Settings(
+                workers=1,
+                default_scope=settings.default_scope,
+                timeout=settings.timeout,
+                unsafe_fixtures=settings.unsafe_fixtures,
+            )
+            return
+    # Thread-aware capsys/capsysbinary/capteesys, registered before collection so that they
+    # override pytest's (which swap process-wide streams).
+    from pytest_threadpool.capture_integration import CaptureFixtures
+
+    config.pluginmanager.register(CaptureFixtures(), "threadpool-capture-fixtures")
+    if not FREE_THREADED:
+        config.issue_config_time_warning(
+            PytestThreadpoolWarning(
+                "this Python has the GIL: --threadpool overlaps I/O-bound tests, but CPU-bound "
+                "tests will not speed up (use a free-threaded build such as python3.13t)"
+            ),
+            stacklevel=2,
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or not settings.enabled:
+        return None
+    build = "free-threaded" if FREE_THREADED else "GIL"
+    mode = f"{settings.workers} threads" if settings.parallel else "sequential (1 thread)"
+    return f"threadpool: {mode}, {build} build"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS_KEY]
     if settings.enabled:
+        if settings.parallel:
+            # Decide (and validate markers) now, so a bad scope is reported before anything
+            # runs and marker warnings land in the collection phase.
+            from pytest_threadpool.grouping import Planner
+
+            planner = Planner(settings.default_scope, settings.unsafe_fixtures)
+            for item in items:
+                planner.decide(item)
+            config.stash[PLANNER_KEY] = planner
         return
     skip = pytest.mark.skip(reason="parallel_only: run with --threadpool to execute this test")
     for item in items:
         if item.get_closest_marker(MARKER_PARALLEL_ONLY) is not None:
             item.add_marker(skip)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    settings = session.config.stash[SETTINGS_KEY]
+    if not settings.parallel:
+        return None
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        raise session.Interrupted(
+            f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
+            "during collection"
+        )
+    if session.config.option.collectonly:
+        return True
+    from pytest_threadpool.runner import ThreadedSession
+
+    threaded = ThreadedSession(session, settings, session.config.stash.get(PLANNER_KEY, None))
+    session.config.stash[SESSION_KEY] = threaded
+    gil_before = _gil_enabled()
+    try:
+        threaded.run()
+    finally:
+        if FREE_THREADED and not gil_before and _gil_enabled():
+            session.config.issue_config_time_warning(
+                PytestThreadpoolWarning(
+                    "the GIL was re-enabled during the run (an extension module without "
+                    "free-threading support was imported; see the RuntimeWarning naming it): "
+                    "tests no longer ran in parallel from then on"
+                ),
+                stacklevel=2,
+            )
+    return True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    return execution.protocol_hook(item, nextitem)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    threaded = config.stash.get(SESSION_KEY, None)
+    if threaded is None or not threaded.alone:
+        return
+    alone = threaded.alone
+    reasons: dict[str, int] = {}
+    for _nodeid, reason in alone:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.write_sep("-", "threadpool: tests run alone")
+    summary = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    terminalreporter.write_line(f"{len(alone)} test(s) ran with nothing else running: {summary}")
+    if config.get_verbosity() > 0:
+        for nodeid, reason in alone:
+            terminalreporter.write_line(f"  {nodeid} ({reason})")
+
+
+def _gil_enabled() -> bool:
+    check = getattr(sys, "_is_gil_enabled", None)
+    return True if check is None else bool(check())

@@ -1,0 +1,157 @@
+"""pytest's output capture on top of the engine's per-thread dispatcher.
+
+pytest's CaptureManager swaps ``sys.stdout``/``sys.stderr`` (and dups fds 1/2) process-wide around
+every test phase; concurrent tests would fight over that. For a threaded run we suspend pytest's
+global capture once, install one engine ``Dispatcher`` per stream, and let each phase's output
+come from the item's own ``Capture``, producing the same "Captured stdout/stderr <phase>" sections.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from pytest_threadpool import _engine
+from pytest_threadpool.context import current_run
+
+
+class ThreadedCapture:
+    """Installed for the duration of a threaded run (``with ThreadedCapture(config):``)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.capman = config.pluginmanager.getplugin("capturemanager")
+        self.enabled = config.getoption("capture", "fd") != "no"
+        self._restore: list[Callable[[], None]] = []
+        self.stdout: _engine.Dispatcher | None = None
+        self.stderr: _engine.Dispatcher | None = None
+
+    def __enter__(self) -> ThreadedCapture:
+        capman = self.capman
+        if capman is not None:
+            capman.suspend_global_capture(in_=False)
+            self._patch(capman, "resume_global_capture", lambda: None)
+            self._patch(capman, "suspend_global_capture", lambda in_=False: None)
+            self._patch(capman, "item_capture", self.item_capture)
+        old_out, old_err = sys.stdout, sys.stderr
+        self.stdout = _engine.Dispatcher(old_out, stream=0, name="<stdout>")
+        self.stderr = _engine.Dispatcher(old_err, stream=1, name="<stderr>")
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+
+        def restore_streams() -> None:
+            # Leave our dispatchers in place if someone else replaced them meanwhile.
+            if sys.stdout is self.stdout:
+                sys.stdout = old_out
+            if sys.stderr is self.stderr:
+                sys.stderr = old_err
+
+        self._restore.append(restore_streams)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        while self._restore:
+            self._restore.pop()()
+
+    def _patch(self, obj: Any, name: str, value: Any) -> None:
+        had = name in vars(obj)
+        previous = vars(obj).get(name)
+
+        def undo() -> None:
+            if had:
+                setattr(obj, name, previous)
+            else:
+                delattr(obj, name)
+
+        setattr(obj, name, value)
+        self._restore.append(undo)
+
+    @contextmanager
+    def item_capture(self, when: str, item: pytest.Item) -> Iterator[None]:
+        run = current_run()
+        try:
+            yield
+        finally:
+            if run is not None and run.item is item:
+                if run.capsys is not None:
+                    out, err = "", ""  # the capsys fixture owns this test's output
+                else:
+                    out, err = run.capture.take()
+                run.outputs[when] = (out, err)
+                if self.enabled:
+                    item.add_report_section(when, "stdout", out)
+                    item.add_report_section(when, "stderr", err)
+
+
+class ThreadCaptureFixture:
+    """``capsys``/``capsysbinary``/``capteesys`` for a test that runs in the thread pool:
+    reads exactly that test's output, whatever other tests print meanwhile."""
+
+    def __init__(self, capture: _engine.Capture, *, binary: bool, tee: bool) -> None:
+        self._capture = capture
+        self._binary = binary
+        self._disabled = 0
+        capture.tee = tee
+
+    def readouterr(self) -> Any:
+        out, err = self._capture.take()
+        if self._binary:
+            return _result(out.encode("utf-8"), err.encode("utf-8"))
+        return _result(out, err)
+
+    @contextmanager
+    def disabled(self) -> Iterator[None]:
+        """Temporarily pass this thread's output straight through (as pytest's does)."""
+        previous = _engine.set_thread_capture(None)
+        try:
+            yield
+        finally:
+            _engine.set_thread_capture(previous)
+
+    def close(self) -> None:
+        # Unread output stays in the item's capture and shows in its teardown section.
+        self._capture.tee = False
+
+
+def _result(out: Any, err: Any) -> Any:
+    from _pytest.capture import CaptureResult
+
+    return CaptureResult(out, err)
+
+
+def _capture_fixture(request: pytest.FixtureRequest, name: str, *, binary: bool, tee: bool):
+    run = current_run()
+    if run is None or run.item is not request.node:
+        # Not one of our runs (cannot happen in a threaded session): pytest's own fixture.
+        yield request.getfixturevalue(name)
+        return
+    fixture = ThreadCaptureFixture(run.capture, binary=binary, tee=tee)
+    run.capsys = fixture
+    # A main-thread test under -s does not capture by default; capsys needs it to.
+    previous = _engine.set_thread_capture(run.capture)
+    try:
+        yield fixture
+    finally:
+        _engine.set_thread_capture(previous)
+        run.capsys = None
+        fixture.close()
+
+
+class CaptureFixtures:
+    """Thread-aware ``capsys``, ``capsysbinary`` and ``capteesys``, registered as a plugin only
+    for threaded runs (they override pytest's, which swap process-wide streams)."""
+
+    @pytest.fixture
+    def capsys(self, request: pytest.FixtureRequest):
+        yield from _capture_fixture(request, "capsys", binary=False, tee=False)
+
+    @pytest.fixture
+    def capsysbinary(self, request: pytest.FixtureRequest):
+        yield from _capture_fixture(request, "capsysbinary", binary=True, tee=False)
+
+    @pytest.fixture
+    def capteesys(self, request: pytest.FixtureRequest):
+        yield from _capture_fixture(request, "capteesys", binary=False, tee=True)

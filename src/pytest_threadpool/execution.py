@@ -1,0 +1,36 @@
+"""What runs for one item: pytest's full protocol, with reports handed back to the main thread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from pytest_threadpool.context import acting_for, current_run
+from pytest_threadpool.item_run import ItemRun
+from pytest_threadpool.setupstate import ItemSetupState, RoutingSetupState, SharedScopes
+
+
+def run_protocol(run: ItemRun, shared: SharedScopes, teardown_shared: Callable) -> None:
+    """Run ``pytest_runtest_protocol`` for ``run.item`` on the calling thread, so every hook
+    wrapper of every plugin runs around it as in a sequential session. For pool runs our own
+    implementation (``protocol_hook``) collects the reports instead of logging them."""
+    state = ItemSetupState(shared, run.item, lambda: teardown_shared(run))
+    run.setup_state = state
+    RoutingSetupState.bind(state)
+    try:
+        with acting_for(run, capture=run.capture_enabled):
+            run.item.ihook.pytest_runtest_protocol(item=run.item, nextitem=run.nextitem)
+    finally:
+        RoutingSetupState.bind(None)
+
+
+def protocol_hook(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Our ``pytest_runtest_protocol`` (tryfirst): for pool runs, run the three phases without
+    logging; the main thread logs them (reporting hooks only ever run there)."""
+    run = current_run()
+    if run is None or run.item is not item or run.inline:
+        return None
+    run.reports = runtestprotocol(item, log=False, nextitem=nextitem)
+    return True

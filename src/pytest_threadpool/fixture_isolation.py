@@ -1,0 +1,92 @@
+"""Function-scoped fixtures private to the thread that runs the test.
+
+pytest keeps one ``cached_result`` and one finalizer list per fixture definition. For
+function-scoped definitions we keep them per thread instead (each thread runs one item at a time,
+so this is per item), which also covers fixtures requested with ``request.getfixturevalue``.
+Wider-scoped definitions keep pytest's single state; reaching them from a worker is serialised.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from _pytest.fixtures import FixtureDef
+from _pytest.scope import Scope
+
+
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        # fixture definition -> [cached_result, finalizers]
+        self.state: dict[FixtureDef, list[Any]] = {}
+
+
+_per_thread = _PerThread()
+
+
+def _is_function_scoped(fixturedef: FixtureDef) -> bool:
+    return fixturedef.__dict__.get("_scope") is Scope.Function
+
+
+def _get_cached_result(self: FixtureDef) -> Any:
+    if _is_function_scoped(self):
+        entry = _per_thread.state.get(self)
+        return None if entry is None else entry[0]
+    return self.__dict__.get("cached_result")
+
+
+def _set_cached_result(self: FixtureDef, value: Any) -> None:
+    if not _is_function_scoped(self):
+        self.__dict__["cached_result"] = value
+        return
+    state = _per_thread.state
+    entry = state.get(self)
+    if entry is None:
+        if value is not None:
+            state[self] = [value, []]
+    elif value is None and not entry[1]:
+        del state[self]  # nothing left for this thread: don't keep the definition alive
+    else:
+        entry[0] = value
+
+
+def _get_finalizers(self: FixtureDef) -> list[Callable[[], object]]:
+    if not _is_function_scoped(self):
+        return self.__dict__["_finalizers"]
+    state = _per_thread.state
+    entry = state.get(self)
+    if entry is None:
+        entry = state[self] = [None, []]
+    return entry[1]
+
+
+def _set_finalizers(self: FixtureDef, value: list[Callable[[], object]]) -> None:
+    if not _is_function_scoped(self):
+        self.__dict__["_finalizers"] = value
+    elif value:
+        _get_finalizers(self)[:] = value
+
+
+@contextmanager
+def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
+    """Install per-thread fixture state on FixtureDef for the duration of a threaded run."""
+    original_execute = FixtureDef.execute
+
+    def execute(self: FixtureDef, request: Any) -> Any:
+        if _is_function_scoped(self):
+            return original_execute(self, request)
+        with shared_lock:
+            return original_execute(self, request)
+
+    FixtureDef.cached_result = property(_get_cached_result, _set_cached_result)  # type: ignore[assignment,method-assign]
+    FixtureDef._finalizers = property(_get_finalizers, _set_finalizers)  # type: ignore[assignment,method-assign,misc]
+    FixtureDef.execute = execute  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        FixtureDef.execute = original_execute  # type: ignore[method-assign]
+        del FixtureDef._finalizers
+        del FixtureDef.cached_result
+        _per_thread.state.clear()

@@ -1,0 +1,257 @@
+"""Decide, per collected item, whether and with whom it may run concurrently.
+
+The result is a plan: consecutive items (in collection order) that share a parallel group key form
+one group; everything else runs alone. Marker precedence:
+``not_parallelizable > own > class > module > package``; a default scope (``threadpool_scope``)
+applies to items that no marker decides.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from _pytest.scope import Scope
+
+from pytest_threadpool.markers import (
+    MARKER_NOT_PARALLELIZABLE,
+    MARKER_PARALLELIZABLE,
+    ParallelScope,
+)
+
+THREAD_UNSAFE_MARKER = "thread_unsafe"
+
+
+class PytestThreadpoolWarning(pytest.PytestWarning):
+    """Warnings issued by pytest-threadpool."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How one item may run: alone, or in the group named by ``key``."""
+
+    key: tuple[object, ...] | None  # None: runs alone
+    chain_key: object | None = None  # items sharing it run one after another inside the group
+    alone_reason: str | None = None  # why it must run with nothing else running
+
+
+@dataclass
+class Group:
+    items: list[pytest.Item] = field(default_factory=list)
+    parallel: bool = False
+    alone_reason: str | None = None
+    # True when this group may only start once everything before it has finished (a higher-scope
+    # fixture changes its parameter, or something must run alone).
+    barrier_before: bool = True
+
+
+def _scope_argument(mark: pytest.Mark) -> object:
+    if mark.args:
+        return mark.args[0]
+    return mark.kwargs.get("scope", ParallelScope.CHILDREN if not mark.kwargs else None)
+
+
+def _parse_mark(mark: pytest.Mark, item: pytest.Item) -> ParallelScope:
+    extra = set(mark.kwargs) - {"scope"}
+    if len(mark.args) > 1 or extra or (mark.args and "scope" in mark.kwargs):
+        raise pytest.UsageError(
+            f"{item.nodeid}: parallelizable takes one scope argument, e.g. "
+            "@parallelizable('children'); accepted scopes: children, parameters, all"
+        )
+    value = _scope_argument(mark)
+    try:
+        return ParallelScope.parse(value)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+
+
+class _PackageMarks:
+    """pytestmark of package ``__init__.py`` modules, which pytest does not apply to tests."""
+
+    def __init__(self) -> None:
+        self._by_init_file: dict[Path, list[pytest.Mark]] | None = None
+
+    def _index(self) -> dict[Path, list[pytest.Mark]]:
+        index: dict[Path, list[pytest.Mark]] = {}
+        for module in list(sys.modules.values()):
+            file = getattr(module, "__file__", None)
+            if not file or not file.endswith("__init__.py"):
+                continue
+            marks = getattr(module, "pytestmark", None)
+            if marks is None:
+                continue
+            if not isinstance(marks, list | tuple):
+                marks = [marks]
+            index[Path(file).resolve()] = [getattr(m, "mark", m) for m in marks]
+        return index
+
+    def marks(self, package: pytest.Package) -> list[pytest.Mark]:
+        if self._by_init_file is None:
+            self._by_init_file = self._index()
+        return self._by_init_file.get((package.path / "__init__.py").resolve(), [])
+
+
+def _levels(item: pytest.Item, packages: _PackageMarks) -> Iterable[tuple[pytest.Node, list]]:
+    """(node, own marks) from the item outwards: function, classes, module, packages."""
+    yield item, list(item.own_markers)
+    node = item.parent
+    while node is not None:
+        if isinstance(node, pytest.Class | pytest.Module):
+            yield node, list(node.own_markers)
+        elif isinstance(node, pytest.Package):
+            yield node, packages.marks(node)
+        node = node.parent
+
+
+def _higher_scope_params(item: pytest.Item) -> tuple[tuple[str, int], ...]:
+    """Parameters of class/module/package/session-scoped fixtures: items that differ in them
+    cannot overlap, because pytest keeps one instance of such a fixture at a time."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return ()
+    return tuple(
+        sorted(
+            (name, callspec.indices[name])
+            for name, scope in callspec._arg2scope.items()
+            if scope is not Scope.Function and name in callspec.indices
+        )
+    )
+
+
+class Planner:
+    def __init__(self, default_scope: ParallelScope | None, unsafe_fixtures: frozenset[str]):
+        self.default_scope = default_scope
+        self.unsafe_fixtures = unsafe_fixtures
+        self._packages = _PackageMarks()
+        self._decisions: dict[pytest.Item, Decision] = {}
+
+    def decide(self, item: pytest.Item) -> Decision:
+        """The item's decision (computed once: marker warnings are issued once)."""
+        decision = self._decisions.get(item)
+        if decision is None:
+            decision = self._decisions[item] = self._decide(item)
+        return decision
+
+    def _decide(self, item: pytest.Item) -> Decision:
+        if not isinstance(item, pytest.Function):
+            return Decision(None)
+        levels = list(_levels(item, self._packages))
+        for _node, marks in levels:
+            if any(m.name == MARKER_NOT_PARALLELIZABLE for m in marks):
+                return Decision(None)
+        for node, marks in levels:
+            found = [m for m in marks if m.name == MARKER_PARALLELIZABLE]
+            if found:
+                return self._grouped(item, node, _parse_mark(found[0], item))
+        if self.default_scope is not None:
+            module = item.getparent(pytest.Module)
+            return self._grouped(item, module or item.session, self.default_scope)
+        return Decision(None)
+
+    def _grouped(self, item: pytest.Function, anchor: pytest.Node, scope: ParallelScope):
+        reason = self._alone_reason(item)
+        if reason is not None:
+            return Decision(None, alone_reason=reason)
+        function_id = (item.parent, item.originalname)
+        params = _higher_scope_params(item)
+        if anchor is item:
+            if scope is ParallelScope.CHILDREN:
+                item.warn(
+                    PytestThreadpoolWarning(
+                        f"parallelizable('children') on the function {item.originalname} has no "
+                        "effect (a function has no children); use 'parameters' to run its "
+                        "parametrized variants concurrently"
+                    )
+                )
+                return Decision(None)
+            # 'parameters' or 'all' on a function: its variants form the group.
+            return Decision(("fn", *function_id, params))
+        if scope is ParallelScope.PARAMETERS:
+            return Decision(("fn", *function_id, params))
+        chain = function_id if scope is ParallelScope.CHILDREN else None
+        return Decision(("node", anchor.nodeid, scope.value, params), chain_key=chain)
+
+    def _alone_reason(self, item: pytest.Function) -> str | None:
+        if item.get_closest_marker(THREAD_UNSAFE_MARKER) is not None:
+            return "marked thread_unsafe"
+        unsafe = sorted(self.unsafe_fixtures.intersection(item.fixturenames))
+        if unsafe:
+            return "uses " + ", ".join(unsafe)
+        if item.get_closest_marker("filterwarnings") is not None and sys.version_info < (3, 14):
+            return "has filterwarnings marks (warning filters are process-wide before 3.14)"
+        return None
+
+    def plan(self, items: Sequence[pytest.Item]) -> tuple[list[Group], dict[pytest.Item, object]]:
+        """Split items into groups; also return each item's chain key (see Decision)."""
+        groups: list[Group] = []
+        chains: dict[pytest.Item, object] = {}
+        current_key: object = None
+        decisions = [self.decide(item) for item in items]
+        for item, decision in zip(items, decisions, strict=True):
+            if decision.key is not None and decision.key == current_key:
+                groups[-1].items.append(item)
+            else:
+                parallel = decision.key is not None
+                barrier = not parallel or (
+                    bool(groups) and not (groups[-1].parallel and _compatible(groups[-1], item))
+                )
+                groups.append(
+                    Group(
+                        [item],
+                        parallel=parallel,
+                        alone_reason=decision.alone_reason,
+                        barrier_before=barrier,
+                    )
+                )
+                current_key = decision.key
+            if decision.chain_key is not None:
+                chains[item] = decision.chain_key
+        for group in groups:
+            if group.parallel and len(group.items) == 1:
+                group.parallel = False
+                group.barrier_before = True
+        return groups, chains
+
+
+_SCOPE_NODE_TYPES = {
+    Scope.Class: pytest.Class,
+    Scope.Module: pytest.Module,
+    Scope.Package: pytest.Package,
+}
+
+
+def _compatible(previous: Group, item: pytest.Item) -> bool:
+    """May ``item``'s group start while ``previous`` still runs?
+
+    pytest keeps one instance of a class/module/package/session fixture at a time and caches it
+    by parameter only, so overlap is safe only when every such fixture ``item`` uses lives on a
+    node that the previous group's last item also descends from (it is not torn down between
+    them) and keeps the same parameter.
+    """
+    last = previous.items[-1]
+    mine = dict(_higher_scope_params(item))
+    theirs = dict(_higher_scope_params(last))
+    if any(theirs.get(name, index) != index for name, index in mine.items()):
+        return False
+    shared_chain = set(last.listchain())
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    callspec = getattr(item, "callspec", None)
+    for name in item.fixturenames:
+        defs = info.name2fixturedefs.get(name)
+        if not defs:
+            continue
+        scope = defs[-1]._scope
+        if callspec is not None and name in callspec._arg2scope:
+            scope = callspec._arg2scope[name]
+        if scope is Scope.Function:
+            continue
+        node_type = _SCOPE_NODE_TYPES.get(scope)
+        node = item.session if node_type is None else item.getparent(node_type)
+        if node is None or node not in shared_chain:
+            return False
+    return True

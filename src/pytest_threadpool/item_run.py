@@ -1,0 +1,38 @@
+"""Per-item state carried from the main thread to the worker that runs the item and back."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from pytest_threadpool import _engine
+
+
+@dataclass(eq=False)
+class ItemRun:
+    item: pytest.Item
+    nextitem: pytest.Item | None
+    index: int  # position in session.items
+    closes: list[pytest.Node]  # collectors torn down after this item (innermost first)
+    inline: bool = False  # runs on the main thread with nothing else running
+    capture_enabled: bool = True  # route its output into ``capture`` (else pass it through)
+    alone_reason: str | None = None
+    capture: _engine.Capture = field(default_factory=_engine.Capture)
+    task_id: int = 0
+    reports: list[pytest.TestReport] = field(default_factory=list)
+    # (when, stdout, stderr) per phase, as taken from the capture
+    outputs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    warnings: list[warnings.WarningMessage] = field(default_factory=list)
+    # An exception that must end the session (KeyboardInterrupt, pytest.exit) raised in the test.
+    session_exception: BaseException | None = None
+    timed_out: bool = False
+    # The thread-aware capsys-like fixture the test requested, if any.
+    capsys: Any = None
+    setup_state: Any = None  # its ItemSetupState (holds the item-level teardown errors)
+
+    @property
+    def nodeid(self) -> str:
+        return self.item.nodeid

@@ -1,0 +1,61 @@
+"""Reports of pool-run tests, emitted on the main thread through pytest's normal hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from pytest_threadpool.item_run import ItemRun
+
+
+class Reporter:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.capturing = config.getoption("capture", "fd") != "no"
+        self.terminal = config.pluginmanager.get_plugin("terminalreporter")
+
+    def emit(self, run: ItemRun, before_teardown: Callable[[ItemRun], None] | None = None) -> None:
+        """logstart, each phase's report, logfinish, then the test's warnings.
+        ``before_teardown`` runs right before the teardown report is logged (after the call
+        report, whose failure may stop the session), and may replace that report."""
+        item = run.item
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        live_output: list[str] = []
+        for index in range(len(run.reports)):
+            if before_teardown is not None and run.reports[index].when == "teardown":
+                before_teardown(run)
+            report = run.reports[index]
+            out, err = run.outputs.get(report.when, ("", ""))
+            handled = self.config.hook.pytest_threadpool_report(
+                item=item, report=report, captured_out=out, captured_err=err
+            )
+            if handled:
+                report.sections = [s for s in report.sections if not _is_output_section(s[0])]
+            elif not self.capturing:
+                live_output.extend(text for text in (out, err) if text)
+            if live_output and report is run.reports[-1]:
+                self._print_block("".join(live_output))
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        for message in run.warnings:
+            ihook.pytest_warning_recorded.call_historic(
+                kwargs=dict(
+                    warning_message=message, nodeid=item.nodeid, when="runtest", location=None
+                )
+            )
+
+    def _print_block(self, text: str) -> None:
+        """With -s: a test's whole output, on lines of its own, before its last result."""
+        terminal = self.terminal
+        if terminal is None:
+            return
+        terminal.ensure_newline()
+        terminal._tw.write(text if text.endswith("\n") else text + "\n")
+        terminal._tw.flush()
+        terminal.currentfspath = None  # the progress line starts afresh after the block
+
+
+def _is_output_section(title: str) -> bool:
+    return title.startswith(("Captured stdout ", "Captured stderr "))

@@ -1,0 +1,302 @@
+"""The threaded test loop: the main thread prepares shared scopes, feeds the engine's pool,
+reports results as they arrive and tears scopes down once their last test has finished."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+from collections.abc import Iterable
+
+import pytest
+from _pytest import timing
+from _pytest.runner import CallInfo
+
+from pytest_threadpool import _engine
+from pytest_threadpool.capture_integration import ThreadedCapture
+from pytest_threadpool.context import acting_for
+from pytest_threadpool.environ import per_thread_current_test
+from pytest_threadpool.execution import run_protocol
+from pytest_threadpool.fixture_isolation import isolated_function_fixtures
+from pytest_threadpool.grouping import Group, Planner
+from pytest_threadpool.item_run import ItemRun
+from pytest_threadpool.options import Settings
+from pytest_threadpool.reporting import Reporter
+from pytest_threadpool.scheduling import DurationHistory
+from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
+from pytest_threadpool.warnings_capture import routed_warnings
+
+
+class ThreadedSession:
+    def __init__(
+        self, session: pytest.Session, settings: Settings, planner: Planner | None = None
+    ) -> None:
+        self.session = session
+        self.config = session.config
+        self.planner = planner or Planner(settings.default_scope, settings.unsafe_fixtures)
+        self.settings = settings
+        self.shared = SharedScopes()
+        self.reporter = Reporter(self.config)
+        self.history = DurationHistory(self.config)
+        self.capturing = self.config.getoption("capture", "fd") != "no"
+        self.pool: _engine.Pool | None = None
+        self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
+        self.pending_under: dict[pytest.Node, set[int]] = collections.defaultdict(set)
+        self.chain_tail: dict[object, int] = {}
+        # Finished runs not reported yet: a test that closes scopes waits for the other tests
+        # under those scopes, so their teardown (and its errors) can join its teardown report.
+        self.ready: list[ItemRun] = []
+        self.stopping = False
+        self.aborting = False
+        self.alone: list[tuple[str, str]] = []  # (nodeid, reason) of tests that ran alone
+        self._main = threading.main_thread()
+
+    # -- entry point -------------------------------------------------------------------
+
+    def run(self) -> None:
+        items = self.session.items
+        groups, chains = self.planner.plan(items)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(isolated_function_fixtures(self.shared.fixture_lock))
+            saved_state = self.session._setupstate
+            self.session._setupstate = RoutingSetupState(self.shared)
+            stack.callback(setattr, self.session, "_setupstate", saved_state)
+            stack.enter_context(ThreadedCapture(self.config))
+            stack.enter_context(per_thread_current_test())
+            stack.enter_context(routed_warnings(self.config))
+            self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
+            self.pool.start()
+            stack.callback(self._shutdown_pool)
+            stack.callback(self.history.save)
+            try:
+                self._run_groups(groups, chains, items)
+            except BaseException:
+                self._abort()
+                raise
+        if self.session.shouldfail:
+            raise self.session.Failed(self.session.shouldfail)
+        if self.session.shouldstop:
+            raise self.session.Interrupted(self.session.shouldstop)
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _run_groups(self, groups: list[Group], chains: dict, items: list[pytest.Item]) -> None:
+        position = {item: index for index, item in enumerate(items)}
+        for group in groups:
+            if self._should_stop():
+                break
+            if group.barrier_before or not group.parallel:
+                self._drain()
+                if self._should_stop():
+                    break
+            if not group.parallel:
+                for item in group.items:
+                    self._run_inline(self._new_run(item, position[item], items, group))
+                    if self._should_stop():
+                        break
+                continue
+            for item in group.items:
+                run = self._new_run(item, position[item], items, group)
+                self._prepare(run)
+                self._submit(run, chains.get(item))
+                self._poll(0)
+                if self._should_stop():
+                    break
+        self._drain()
+        self._finish_remaining_scopes()
+
+    def _new_run(
+        self, item: pytest.Item, index: int, items: list[pytest.Item], group: Group
+    ) -> ItemRun:
+        nextitem = items[index + 1] if index + 1 < len(items) else None
+        needed = set(nextitem.listchain()) if nextitem is not None else set()
+        closes = [node for node in reversed(item.listchain()[:-1]) if node not in needed]
+        inline = not group.parallel
+        run = ItemRun(item=item, nextitem=nextitem, index=index, closes=closes, inline=inline)
+        run.alone_reason = group.alone_reason
+        # Tests run on the main thread with -s print live, as in a sequential run.
+        run.capture_enabled = not (inline and not self.capturing)
+        if group.alone_reason is not None:
+            self.alone.append((item.nodeid, group.alone_reason))
+        return run
+
+    def _prepare(self, run: ItemRun) -> None:
+        """Main thread: collectors and shared fixtures the item needs, before it starts. Their
+        output and logs belong to this item's setup, as in a sequential run."""
+        with acting_for(run, capture=run.capture_enabled):
+            if self.shared.setup_collectors(run.item):
+                self.shared.setup_shared_fixtures(run.item)
+
+    def _submit(self, run: ItemRun, chain_key: object) -> None:
+        assert self.pool is not None
+        deps: tuple[int, ...] = ()
+        if chain_key is not None and chain_key in self.chain_tail:
+            deps = (self.chain_tail[chain_key],)  # variants of one function, one after another
+        task_id = self.pool.submit(
+            self._execute,
+            run,
+            priority=self.history.priority(run.item),
+            label=run.item.nodeid,
+            timeout=self.settings.timeout,
+            deps=deps,
+        )
+        run.task_id = task_id
+        self.runs[task_id] = run
+        if chain_key is not None:
+            self.chain_tail[chain_key] = task_id
+        for node in run.item.listchain()[:-1]:
+            self.pending_under[node].add(task_id)
+
+    def _execute(self, run: ItemRun) -> None:  # on a worker
+        run_protocol(run, self.shared, self._teardown_shared)
+
+    def _run_inline(self, run: ItemRun) -> None:
+        self._prepare(run)
+        run_protocol(run, self.shared, self._teardown_shared)
+        self.history.record(run.item, run.reports)
+
+    # -- shared scopes ------------------------------------------------------------------
+
+    def _teardown_shared(self, run: ItemRun) -> list[BaseException]:
+        """Called from the item's teardown on its thread. A test on the main thread tears its
+        scopes down right away (nothing else runs); for pool tests the main thread does it once
+        every other test under those scopes has finished (see ``_close_scopes``)."""
+        if not run.inline:
+            return []
+        nodes = self._nodes_to_close(run)
+        if not nodes:
+            return []
+        return self.shared.teardown(nodes)
+
+    def _nodes_to_close(self, run: ItemRun) -> list[pytest.Node]:
+        if self._session_stopping() and not self.runs and not self.ready:
+            return list(reversed(self.shared.live))  # as pytest does when -x stops the session
+        return run.closes
+
+    def _close_scopes(self, run: ItemRun) -> None:
+        """Main thread, just before ``run``'s teardown report is logged: tear down the scopes it
+        closes, with output and errors joining that report as in a sequential run."""
+        nodes = self._nodes_to_close(run)
+        if not nodes:
+            return
+        start = timing.time()
+        precise_start = timing.perf_counter()
+        with acting_for(run, capture=run.capture_enabled):
+            errors = self.shared.teardown(nodes)
+        duration = timing.perf_counter() - precise_start
+        out, err = run.capture.take() if run.capture_enabled else ("", "")
+        if not errors and not out and not err:
+            return
+        old = run.reports[-1]
+        assert old.when == "teardown", old
+        item = run.item
+        before_out, before_err = run.outputs.get("teardown", ("", ""))
+        run.outputs["teardown"] = (before_out + out, before_err + err)
+        if run.capture_enabled and self.capturing:
+            item._report_sections = [
+                section
+                for section in item._report_sections
+                if not (section[0] == "teardown" and section[1] in ("stdout", "stderr"))
+            ]
+            item.add_report_section("teardown", "stdout", before_out + out)
+            item.add_report_section("teardown", "stderr", before_err + err)
+        item_errors = run.setup_state.item_errors if run.setup_state is not None else []
+        all_errors = item_errors + errors
+        excinfo = None
+        if all_errors:
+            try:
+                raise_teardown_errors(all_errors)
+            except BaseException:
+                excinfo = pytest.ExceptionInfo.from_current()
+        call = CallInfo(
+            None,
+            excinfo,
+            start=old.start,
+            stop=start + duration,
+            duration=old.duration + duration,
+            when="teardown",
+            _ispytest=True,
+        )
+        run.reports[-1] = item.ihook.pytest_runtest_makereport(item=item, call=call)
+
+    def _finish_remaining_scopes(self) -> None:
+        """After a stop, scopes whose closing test never ran are torn down here."""
+        errors = self.shared.teardown_all()
+        if errors and self.reporter.terminal is not None:
+            terminal = self.reporter.terminal
+            terminal.write_sep("=", "errors tearing down shared fixtures after the run stopped")
+            for error in errors:
+                terminal.write_line(f"{type(error).__name__}: {error}")
+            self.session.testsfailed += len(errors)
+
+    # -- results -------------------------------------------------------------------------
+
+    def _poll(self, timeout: float | None) -> bool:
+        """Handle one thing from the pool; False if nothing arrived within ``timeout``."""
+        assert self.pool is not None
+        result = self.pool.next_result(timeout)
+        if result is None:
+            return False
+        run = self.runs.pop(result.id)
+        for node in run.item.listchain()[:-1]:
+            pending = self.pending_under.get(node)
+            if pending is not None:
+                pending.discard(result.id)
+                if not pending:
+                    del self.pending_under[node]
+        if result.cancelled:
+            return True
+        if result.exception is not None:
+            # KeyboardInterrupt / pytest.exit raised by the test, or an engine-level failure:
+            # report what the test produced, then end the session as pytest would.
+            if run.reports:
+                self.reporter.emit(run)
+            raise result.exception
+        self.history.record(run.item, run.reports, result.run_time)
+        self.ready.append(run)
+        self._emit_ready()
+        return True
+
+    def _emit_ready(self) -> None:
+        for run in list(self.ready):
+            if any(self.pending_under.get(node) for node in run.closes):
+                continue  # others under its scopes still run: they must finish first
+            self.ready.remove(run)
+            self.reporter.emit(run, before_teardown=self._close_scopes)
+            if self._should_stop():
+                self._stop()
+
+    def _drain(self) -> None:
+        while self.runs or self.ready:
+            if not self.runs:
+                self._emit_ready()  # scopes closed by cancelled tests (after a stop)
+                for run in self.ready:
+                    run.closes = []
+                self._emit_ready()
+                break
+            self._poll(None)
+
+    def _session_stopping(self) -> bool:
+        return bool(self.stopping or self.session.shouldfail or self.session.shouldstop)
+
+    def _should_stop(self) -> bool:
+        return self._session_stopping()
+
+    def _stop(self) -> None:
+        """-x / --maxfail reached: nothing new starts; running tests finish and are reported."""
+        if not self.stopping:
+            self.stopping = True
+            assert self.pool is not None
+            self.pool.cancel()
+
+    def _abort(self) -> None:
+        self.aborting = True
+        if self.pool is not None:
+            self.pool.cancel()
+
+    def _shutdown_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, timeout=None if not self.aborting else 5.0)
+
+    def alone_summary(self) -> Iterable[tuple[str, str]]:
+        return self.alone

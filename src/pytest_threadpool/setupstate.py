@@ -1,0 +1,213 @@
+"""Setup and teardown of collectors and shared fixtures when items run concurrently.
+
+pytest's ``SetupState`` is one stack (session → … → item), torn down according to the next item.
+Here the main thread owns the collectors: it sets them up (and the shared fixtures they hold)
+before any item that needs them starts, and tears a collector down after the last item under it
+(in collection order) has finished, attaching errors and output to that item's teardown as pytest
+does. Each running item gets its own ``ItemSetupState`` whose stack holds only the item.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from collections.abc import Callable
+
+import pytest
+from _pytest.outcomes import TEST_OUTCOME
+from _pytest.runner import SetupState
+from _pytest.scope import Scope
+
+ExcInfo = tuple[BaseException, types.TracebackType | None]
+NodeEntry = tuple[list[Callable[[], object]], ExcInfo | None]
+
+_local = threading.local()
+
+
+def _run_finalizers(node: pytest.Node, finalizers: list[Callable[[], object]]) -> list:
+    """Run ``finalizers`` last-in first-out; return the errors grouped as pytest groups them."""
+    errors: list[BaseException] = []
+    while finalizers:
+        fin = finalizers.pop()
+        try:
+            fin()
+        except TEST_OUTCOME as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        return errors
+    if errors:
+        return [BaseExceptionGroup(f"errors while tearing down {node!r}", errors[::-1])]
+    return []
+
+
+def raise_teardown_errors(errors: list[BaseException]) -> None:
+    __tracebackhide__ = True
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise BaseExceptionGroup("errors during test teardown", errors[::-1])
+
+
+class SharedScopes:
+    """Collectors that are set up, with their finalizers and setup errors (main thread owns)."""
+
+    def __init__(self) -> None:
+        self.live: dict[pytest.Node, NodeEntry] = {}
+        # Fixture setup of class/module/package/session scope reached from a worker (through
+        # request.getfixturevalue) is serialised, so such a fixture is still created once.
+        self.fixture_lock = threading.RLock()
+
+    def setup_collectors(self, item: pytest.Item) -> bool:
+        """Set up the collectors above ``item`` that are not set up yet; False if one failed."""
+        for col in item.listchain()[:-1]:
+            entry = self.live.get(col)
+            if entry is not None:
+                if entry[1] is not None:
+                    return False
+                continue
+            finalizers: list[Callable[[], object]] = [col.teardown]
+            self.live[col] = (finalizers, None)
+            try:
+                col.setup()
+            except TEST_OUTCOME as exc:
+                self.live[col] = (finalizers, (exc, exc.__traceback__))
+                return False
+        return True
+
+    def setup_shared_fixtures(self, item: pytest.Item) -> None:
+        """Create the class/module/package/session fixtures ``item`` requests, in the order
+        pytest would, stopping at the first error (the item's own setup re-raises it)."""
+        request = getattr(item, "_request", None)
+        info = getattr(item, "_fixtureinfo", None)
+        if not request or info is None:
+            return
+        callspec = getattr(item, "callspec", None)
+        for name in item.fixturenames:
+            defs = info.name2fixturedefs.get(name)
+            if not defs:
+                continue
+            scope = defs[-1]._scope
+            if callspec is not None and name in callspec._arg2scope:
+                scope = callspec._arg2scope[name]
+            if scope is Scope.Function:
+                continue
+            try:
+                with self.fixture_lock:
+                    request.getfixturevalue(name)
+            except TEST_OUTCOME:
+                return
+
+    def teardown(self, nodes: list[pytest.Node]) -> list[BaseException]:
+        """Tear down ``nodes`` (innermost first); return the errors in pytest's order."""
+        errors: list[BaseException] = []
+        for node in nodes:
+            entry = self.live.pop(node, None)
+            if entry is not None:
+                errors.extend(_run_finalizers(node, entry[0]))
+        return errors
+
+    def teardown_all(self) -> list[BaseException]:
+        return self.teardown(list(reversed(self.live)))
+
+
+class ItemSetupState(SetupState):
+    """The setup stack of one running item: collectors are the main thread's business."""
+
+    def __init__(
+        self,
+        shared: SharedScopes,
+        item: pytest.Item,
+        teardown_shared: Callable[[], list[BaseException]],
+    ) -> None:
+        super().__init__()
+        self.shared = shared
+        self.item = item
+        self._teardown_shared = teardown_shared
+        self._finalizers: list[Callable[[], object]] = []
+        self.item_errors: list[BaseException] = []
+
+    def setup(self, item: pytest.Item) -> None:
+        assert item is self.item, (item, self.item)
+        for col in item.listchain()[:-1]:
+            entry = self.shared.live.get(col)
+            assert entry is not None, f"collector {col!r} was not set up before {item.nodeid}"
+            if entry[1] is not None:
+                exc, tb = entry[1]
+                raise exc.with_traceback(tb)
+        self._finalizers = [item.teardown]
+        item.setup()
+
+    def addfinalizer(self, finalizer: Callable[[], object], node: pytest.Node) -> None:
+        assert callable(finalizer)
+        if node is self.item:
+            self._finalizers.append(finalizer)
+            return
+        entry = self.shared.live.get(node)
+        assert entry is not None, (node, self.item)
+        entry[0].append(finalizer)
+
+    def teardown_exact(self, nextitem: pytest.Item | None) -> None:
+        __tracebackhide__ = True
+        # The item's own finalizers; errors are kept so that the main thread can combine them
+        # with errors of the scopes this item closes, as pytest's teardown_exact would.
+        self.item_errors = _run_finalizers(self.item, self._finalizers)
+        raise_teardown_errors(self.item_errors + self._teardown_shared())
+
+    @property  # type: ignore[override]
+    def stack(self) -> dict:
+        chain = self.item.listchain()[:-1]
+        view = {col: self.shared.live[col] for col in chain if col in self.shared.live}
+        view[self.item] = (self._finalizers, None)
+        return view
+
+    @stack.setter
+    def stack(self, value: dict) -> None:  # SetupState.__init__ assigns it
+        pass
+
+
+class RoutingSetupState(SetupState):
+    """Installed as ``session._setupstate``: routes each call to the item the calling thread
+    runs; outside any item (session start/finish) it acts on the shared collectors."""
+
+    def __init__(self, shared: SharedScopes) -> None:
+        super().__init__()
+        self.shared = shared
+
+    @staticmethod
+    def current() -> ItemSetupState | None:
+        return getattr(_local, "state", None)
+
+    @staticmethod
+    def bind(state: ItemSetupState | None) -> None:
+        _local.state = state
+
+    def setup(self, item: pytest.Item) -> None:
+        state = self.current()
+        assert state is not None, "items run through pytest-threadpool's runner"
+        state.setup(item)
+
+    def addfinalizer(self, finalizer: Callable[[], object], node: pytest.Node) -> None:
+        state = self.current()
+        if state is not None:
+            state.addfinalizer(finalizer, node)
+            return
+        entry = self.shared.live.get(node)
+        assert entry is not None, node
+        entry[0].append(finalizer)
+
+    def teardown_exact(self, nextitem: pytest.Item | None) -> None:
+        state = self.current()
+        if state is not None:
+            state.teardown_exact(nextitem)
+            return
+        if nextitem is None:
+            raise_teardown_errors(self.shared.teardown_all())
+
+    @property  # type: ignore[override]
+    def stack(self) -> dict:
+        state = self.current()
+        return state.stack if state is not None else dict(self.shared.live)
+
+    @stack.setter
+    def stack(self, value: dict) -> None:
+        pass

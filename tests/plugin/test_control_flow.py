@@ -1,0 +1,164 @@
+"""-x/--maxfail, interrupts, pytest.exit, SystemExit, and the options that must keep working."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+SLOW_GROUP = """
+import time
+import pytest
+pytestmark = pytest.mark.parallelizable("children")
+
+def test_fail():
+    assert False
+
+{more}
+"""
+
+
+def test_exitfirst_starts_no_new_tests(pytester: pytest.Pytester):
+    more = "\n".join(f"def test_slow_{i}():\n    time.sleep(0.2)\n" for i in range(20))
+    pytester.makepyfile(SLOW_GROUP.format(more=more))
+    result = pytester.runpytest("--threadpool", "2", "-x")
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 1
+    assert outcomes.get("passed", 0) <= 2
+    result.stdout.fnmatch_lines(["*stopping after 1 failures*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_maxfail(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        textwrap.dedent("""
+        import pytest, time
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_f1(): assert False
+        def test_f2(): time.sleep(0.05); assert False
+        """)
+        + "\n".join(f"def test_s{i}(): __import__('time').sleep(0.2)" for i in range(20))
+    )
+    result = pytester.runpytest("--threadpool", "2", "--maxfail=2")
+    outcomes = result.parseoutcomes()
+    assert outcomes["failed"] == 2
+    assert outcomes.get("passed", 0) < 20
+
+
+def test_pytest_exit_in_parallel_test_ends_session(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        textwrap.dedent("""
+        import pytest, time
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_exit(): pytest.exit("enough", returncode=3)
+        def test_other(): time.sleep(0.1)
+        """)
+        + "\n".join(f"def test_later{i}(): pass" for i in range(10))
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*Exit: enough*"])
+
+
+def test_keyboard_interrupt_in_test_body_aborts_session(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        textwrap.dedent("""
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_ok(): pass
+        def test_interrupt(): raise KeyboardInterrupt
+        """)
+        + "\n".join(f"def test_later{i}(): __import__('time').sleep(0.05)" for i in range(10))
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+
+
+def test_system_exit_is_a_failure(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import sys, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_exit(): sys.exit(2)
+        def test_ok(): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.assert_outcomes(passed=1, failed=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-k", "test_a"], {"passed": 1, "deselected": 2}),
+        (["-m", "slow"], {"passed": 1, "deselected": 2}),
+    ],
+)
+def test_selection_options(pytester: pytest.Pytester, args: list[str], expected: dict):
+    pytester.makeini("[pytest]\nmarkers = slow\n")
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_a(): pass
+        def test_b(): pass
+        @pytest.mark.slow
+        def test_c(): pass
+        """
+    )
+    pytester.runpytest("--threadpool", "2", *args).assert_outcomes(**expected)
+
+
+def test_collect_only(pytester: pytest.Pytester):
+    pytester.makepyfile("def test_a(): pass\ndef test_b(): pass\n")
+    result = pytester.runpytest("--threadpool", "2", "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*test_a*", "*test_b*", "2 tests collected*"])
+
+
+def test_last_failed(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_a(): pass
+        def test_b(): assert 0
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=1, failed=1)
+    sequential = pytester.runpytest("--lf", "-p", "no:threadpool").parseoutcomes()
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=1, failed=1)
+    assert pytester.runpytest("--threadpool", "2", "--lf").parseoutcomes() == sequential
+    assert sequential["failed"] == 1 and "passed" not in sequential
+
+
+def test_setup_show_falls_back_to_sequential(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        @pytest.fixture
+        def fx(): return 1
+        def test_a(fx): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2", "--setup-show")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*SETUP    F fx*", "*--setup-show needs tests to run one at a time*"]
+    )
+
+
+def test_durations_and_junitxml(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        textwrap.dedent("""
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        """)
+        + "\n".join(f"def test_{i}(): pass" for i in range(30))
+    )
+    result = pytester.runpytest("--threadpool", "4", "--durations=3", "--junitxml=out.xml")
+    result.assert_outcomes(passed=30)
+    result.stdout.fnmatch_lines(["*slowest 3 durations*"])
+    text = (pytester.path / "out.xml").read_text()
+    assert text.count("<testcase ") == 30

@@ -1,0 +1,263 @@
+"""Fixture semantics under the pool: private function fixtures, shared wider scopes."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_function_fixtures_are_private_and_torn_down_on_the_worker(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+        from pytest_threadpool import parallelizable
+
+        barrier = threading.Barrier(2, timeout=20)
+        torn = []
+
+        @pytest.fixture
+        def box(request):
+            value = {"owner": request.node.name, "thread": threading.current_thread().name}
+            yield value
+            assert threading.current_thread().name == value["thread"]
+            torn.append(value["owner"])
+
+        @parallelizable("children")
+        class TestBoxes:
+            def test_a(self, box):
+                barrier.wait()
+                assert box["owner"] == "test_a"
+                assert box["thread"].startswith("threadpool-worker")
+            def test_b(self, box, request):
+                barrier.wait()
+                assert box["owner"] == "test_b"
+                assert request.getfixturevalue("box") is box
+
+        def test_teardowns_ran():
+            assert sorted(torn) == ["test_a", "test_b"]
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=3)
+
+
+def test_getfixturevalue_fixture_is_private_per_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+        from pytest_threadpool import parallelizable
+
+        barrier = threading.Barrier(2, timeout=20)
+
+        @pytest.fixture
+        def dynamic(request):
+            return object()
+
+        seen = []
+
+        @parallelizable("parameters")
+        @pytest.mark.parametrize("n", [1, 2])
+        def test_dynamic(request, n):
+            value = request.getfixturevalue("dynamic")
+            barrier.wait()
+            assert request.getfixturevalue("dynamic") is value
+            seen.append(id(value))
+
+        def test_distinct():
+            assert len(set(seen)) == 2
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=3)
+
+
+def test_request_addfinalizer_in_test_body_runs(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_threadpool import parallelizable
+        done = []
+
+        @parallelizable("parameters")
+        @pytest.mark.parametrize("n", [1, 2, 3])
+        def test_fin(request, n):
+            request.addfinalizer(lambda: done.append(n))
+
+        def test_check():
+            assert sorted(done) == [1, 2, 3]
+        """
+    )
+    pytester.runpytest("--threadpool", "3").assert_outcomes(passed=4)
+
+
+def test_shared_fixtures_set_up_once_on_main_thread_and_torn_down_after_last_user(
+    pytester: pytest.Pytester,
+):
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+        from pytest_threadpool import parallelizable
+
+        events = []
+        barrier = threading.Barrier(3, timeout=20)
+
+        @pytest.fixture(scope="module")
+        def resource():
+            events.append(("setup", threading.current_thread() is threading.main_thread()))
+            yield "r"
+            events.append(("teardown", threading.current_thread() is threading.main_thread()))
+
+        @pytest.fixture(scope="class")
+        def per_class():
+            events.append(("class-setup", threading.current_thread() is threading.main_thread()))
+            yield
+            events.append(("class-teardown", None))
+
+        @parallelizable("children")
+        class TestUsers:
+            def test_a(self, resource, per_class):
+                barrier.wait(); events.append("a")
+            def test_b(self, resource, per_class):
+                barrier.wait(); events.append("b")
+            def test_c(self, resource, per_class):
+                barrier.wait(); events.append("c")
+
+        def test_after():
+            assert events[0] == ("setup", True)
+            assert events[1] == ("class-setup", True)
+            assert sorted(events[2:5]) == ["a", "b", "c"]
+            assert events[5] == ("class-teardown", None)
+            assert ("teardown", True) not in events  # module still alive for this test
+
+        def test_module_teardown_happened_later(request):
+            pass
+        """
+    )
+    pytester.runpytest("--threadpool", "3").assert_outcomes(passed=5)
+
+
+def test_xunit_setup_module_and_class(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading
+        from pytest_threadpool import parallelizable
+        calls = []
+
+        def setup_module(module):
+            calls.append("setup_module")
+
+        def teardown_module(module):
+            calls.append("teardown_module")
+
+        @parallelizable("children")
+        class TestX:
+            @classmethod
+            def setup_class(cls):
+                calls.append("setup_class")
+            @classmethod
+            def teardown_class(cls):
+                calls.append("teardown_class")
+            def setup_method(self, method):
+                calls.append("setup_method")
+            def test_a(self): pass
+            def test_b(self): pass
+
+        def test_last():
+            assert calls == ["setup_module", "setup_class", "setup_method", "setup_method",
+                             "teardown_class"]
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=3)
+
+
+def test_shared_fixture_setup_error_is_reported_per_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_threadpool import parallelizable
+
+        @pytest.fixture(scope="module")
+        def broken():
+            raise RuntimeError("module fixture failed")
+
+        @parallelizable("children")
+        class TestBroken:
+            def test_a(self, broken): pass
+            def test_b(self, broken): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at setup of TestBroken.test_a*", "*module fixture failed*"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_shared_fixture_teardown_error_attached_to_last_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_threadpool import parallelizable
+
+        @pytest.fixture(scope="class")
+        def fragile():
+            yield
+            raise RuntimeError("class teardown failed")
+
+        @parallelizable("children")
+        class TestFragile:
+            def test_a(self, fragile): pass
+            def test_b(self, fragile): pass
+            def test_c(self, fragile): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of TestFragile.test_c*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_parametrized_module_fixture_instances_do_not_overlap(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_threadpool import parallelizable
+        live = set()
+
+        @pytest.fixture(scope="module", params=["x", "y"])
+        def db(request):
+            live.add(request.param)
+            yield request.param
+            live.discard(request.param)
+
+        @parallelizable("children")
+        class TestDb:
+            def test_a(self, db): assert live == {db}
+            def test_b(self, db): assert live == {db}
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=4)
+
+
+def test_doctests_run_sequentially_and_correctly(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        mod='''
+        def add(a, b):
+            """
+            >>> add(1, 2)
+            3
+            """
+            return a + b
+        '''
+    )
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_a(): pass
+        def test_b(): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2", "--doctest-modules")
+    result.assert_outcomes(passed=3)

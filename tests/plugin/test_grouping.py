@@ -1,0 +1,281 @@
+"""Which tests run together: markers, levels, precedence, default scope."""
+
+from __future__ import annotations
+
+import pytest
+
+# A probe module the generated suites import: it records how many tests overlap.
+PROBE = """
+import threading, time
+
+_lock = threading.Lock()
+active = 0
+peak = 0
+
+def enter():
+    global active, peak
+    with _lock:
+        active += 1
+        peak = max(peak, active)
+
+def leave():
+    global active
+    with _lock:
+        active -= 1
+
+def hold(seconds=0.15):
+    enter()
+    try:
+        time.sleep(seconds)
+    finally:
+        leave()
+"""
+
+
+@pytest.fixture
+def probe(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(probe=PROBE)
+    pytester.syspathinsert()
+
+
+def peak_after(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, int]:
+    pytester.makeconftest(
+        """
+        import probe
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_line(f"PEAK={probe.peak}")
+        """
+    )
+    result = pytester.runpytest_subprocess(*args)
+    peak = [line for line in result.outlines if line.startswith("PEAK=")]
+    assert peak, result.outlines
+    return result, int(peak[-1].split("=")[1])
+
+
+def test_children_on_class_runs_tests_concurrently(pytester: pytest.Pytester, probe: None):
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+        from pytest_threadpool import parallelizable
+
+        barrier = threading.Barrier(3, timeout=20)
+
+        @parallelizable("children")
+        class TestTogether:
+            def test_a(self): barrier.wait()
+            def test_b(self): barrier.wait()
+            def test_c(self): barrier.wait()
+        """
+    )
+    result = pytester.runpytest("--threadpool", "3")
+    result.assert_outcomes(passed=3)
+
+
+def test_without_markers_tests_run_one_at_a_time(pytester: pytest.Pytester, probe: None):
+    pytester.makepyfile(
+        """
+        import probe
+        def test_a(): probe.hold()
+        def test_b(): probe.hold()
+        def test_c(): probe.hold()
+        """
+    )
+    result, peak = peak_after(pytester, "--threadpool", "4")
+    result.assert_outcomes(passed=3)
+    assert peak == 1
+
+
+def test_not_parallelizable_wins_over_class_marker(pytester: pytest.Pytester, probe: None):
+    pytester.makepyfile(
+        """
+        import probe
+        from pytest_threadpool import parallelizable, not_parallelizable
+
+        @parallelizable("children")
+        class TestMixed:
+            @not_parallelizable
+            def test_alone(self):
+                probe.hold()
+                assert probe.peak == 1
+
+            def test_x(self): pass
+        """
+    )
+    result, _peak = peak_after(pytester, "--threadpool", "4")
+    result.assert_outcomes(passed=2)
+
+
+def test_module_not_parallelizable_under_parallel_package(pytester: pytest.Pytester, probe: None):
+    pkg = pytester.mkpydir("pkg")
+    (pkg / "__init__.py").write_text(
+        "import pytest\npytestmark = pytest.mark.parallelizable('children')\n"
+    )
+    (pkg / "test_parallel.py").write_text(
+        "import threading\nb = threading.Barrier(2, timeout=20)\n"
+        "def test_p1(): b.wait()\ndef test_p2(): b.wait()\n"
+    )
+    (pkg / "test_serial.py").write_text(
+        "import pytest, probe\npytestmark = pytest.mark.not_parallelizable\n"
+        "def test_s1(): probe.hold()\ndef test_s2(): probe.hold()\n"
+    )
+    result, peak = peak_after(pytester, "--threadpool", "4", "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    assert peak == 1
+
+
+def test_parameters_scope_runs_variants_concurrently(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+        from pytest_threadpool import parallelizable
+
+        barrier = threading.Barrier(3, timeout=20)
+
+        @parallelizable("parameters")
+        @pytest.mark.parametrize("n", [1, 2, 3])
+        def test_variant(n):
+            barrier.wait()
+        """
+    )
+    pytester.runpytest("--threadpool", "3").assert_outcomes(passed=3)
+
+
+def test_scope_given_as_keyword_and_enum(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+        from pytest_threadpool import ParallelScope, parallelizable
+
+        b1 = threading.Barrier(2, timeout=20)
+        b2 = threading.Barrier(2, timeout=20)
+
+        @parallelizable(scope="children")
+        class TestKeyword:
+            def test_a(self): b1.wait()
+            def test_b(self): b1.wait()
+
+        @parallelizable(ParallelScope.ALL)
+        class TestEnum:
+            def test_a(self): b2.wait()
+            def test_b(self): b2.wait()
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=4)
+
+
+def test_children_keeps_parameters_of_one_function_in_order(pytester: pytest.Pytester, probe: None):
+    pytester.makepyfile(
+        """
+        import pytest, probe, threading
+        from pytest_threadpool import parallelizable
+
+        seen = []
+
+        @parallelizable("children")
+        class TestChildren:
+            @pytest.mark.parametrize("n", range(4))
+            def test_param(self, n):
+                seen.append(n)
+                probe.hold(0.05)
+
+        def test_order_checked_last():
+            assert seen == [0, 1, 2, 3]
+        """
+    )
+    pytester.runpytest("--threadpool", "4").assert_outcomes(passed=5)
+
+
+def test_all_on_module_groups_classes_and_parameters(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+
+        pytestmark = pytest.mark.parallelizable("all")
+        barrier = threading.Barrier(4, timeout=20)
+
+        class TestOne:
+            @pytest.mark.parametrize("n", [1, 2])
+            def test_p(self, n): barrier.wait()
+
+        class TestTwo:
+            def test_q(self): barrier.wait()
+
+        def test_r(): barrier.wait()
+        """
+    )
+    pytester.runpytest("--threadpool", "4").assert_outcomes(passed=4)
+
+
+def test_default_scope_from_ini_parallelizes_unmarked_tests(pytester: pytest.Pytester):
+    pytester.makeini("[pytest]\nthreadpool_scope = all\n")
+    pytester.makepyfile(
+        """
+        import threading
+        barrier = threading.Barrier(2, timeout=20)
+        def test_a(): barrier.wait()
+        def test_b(): barrier.wait()
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=2)
+
+
+def test_default_scope_cli_and_not_parallelizable_still_wins(
+    pytester: pytest.Pytester, probe: None
+):
+    pytester.makepyfile(
+        """
+        import probe
+        from pytest_threadpool import not_parallelizable
+        pytestmark = not_parallelizable
+        def test_a(): probe.hold()
+        def test_b(): probe.hold()
+        """
+    )
+    result, peak = peak_after(pytester, "--threadpool", "2", "--threadpool-scope", "all")
+    result.assert_outcomes(passed=2)
+    assert peak == 1
+
+
+def test_unknown_scope_is_a_one_line_error_naming_the_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        from pytest_threadpool import parallelizable
+        @parallelizable("everything")
+        def test_bad(): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: *test_bad*invalid parallelizable scope 'everything'*children, parameters, all*"]
+    )
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_children_on_function_warns(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        from pytest_threadpool import parallelizable
+        @parallelizable("children")
+        def test_plain(): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*parallelizable('children') on the function test_plain*"])
+
+
+def test_parallel_only(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        @pytest.mark.parallel_only
+        def test_needs_pool(): pass
+        """
+    )
+    pytester.runpytest().assert_outcomes(skipped=1)
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=1)

@@ -1,0 +1,163 @@
+"""Reports and captured output of pool-run tests read like a sequential run's."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+NOISY = """
+import threading, time, sys
+import pytest
+pytestmark = pytest.mark.parallelizable("children")
+
+def _noise(tag):
+    for i in range(50):
+        print(f"{tag} out {i}")
+        sys.stderr.write(f"{tag} err {i}\\n")
+        time.sleep(0.001)
+
+@pytest.fixture
+def fx():
+    print("fx setup")
+    yield
+    print("fx teardown")
+
+def test_noisy_1(): _noise("N1")
+def test_noisy_2(): _noise("N2")
+
+def test_target(fx):
+    _noise("T")
+    assert False, "target fails"
+"""
+
+
+def test_failing_test_shows_exactly_its_own_output_per_phase(pytester: pytest.Pytester):
+    pytester.makepyfile(NOISY)
+    result = pytester.runpytest("--threadpool", "3")
+    result.assert_outcomes(passed=2, failed=1)
+    text = result.stdout.str()
+    assert "Captured stdout setup" in text and "fx setup" in text
+    assert "Captured stdout teardown" in text and "fx teardown" in text
+    call_out = text.split("Captured stdout call")[1].split("Captured stderr call")[0]
+    assert call_out.count("T out") == 50
+    assert "N1" not in text and "N2" not in text
+    expected = "".join(f"T out {i}\n" for i in range(50))
+    assert expected in call_out.replace("\r\n", "\n")
+
+
+def test_passing_tests_output_with_rP(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_a(): print("hello from a")
+        def test_b(): print("hello from b")
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2", "-rP")
+    result.stdout.fnmatch_lines(["*PASSES*"])
+    text = result.stdout.str()
+    assert text.count("hello from a") == 1 and text.count("hello from b") == 1
+
+
+def test_verbose_lines_each_test_once(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        textwrap.dedent("""
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        """)
+        + "\n".join(f"def test_{i}(): pass" for i in range(8))
+    )
+    result = pytester.runpytest("--threadpool", "4", "-v")
+    for i in range(8):
+        assert result.stdout.str().count(f"::test_{i} PASSED") == 1
+
+
+def test_capsys_in_parallel_tests_reads_only_own_output(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        barrier = threading.Barrier(2, timeout=20)
+
+        def test_a(capsys):
+            barrier.wait()
+            for i in range(200): print("a", i)
+            out, err = capsys.readouterr()
+            assert out == "".join(f"a {i}\\n" for i in range(200))
+
+        def test_b(capsys):
+            barrier.wait()
+            for i in range(200): print("b", i)
+            assert capsys.readouterr().out == "".join(f"b {i}\\n" for i in range(200))
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=2)
+
+
+def test_threadpool_report_hook_can_take_over_output(pytester: pytest.Pytester):
+    pytester.makeconftest(
+        """
+        seen = []
+        def pytest_threadpool_report(item, report, captured_out, captured_err):
+            if report.when == "call":
+                seen.append((item.name, captured_out))
+            return True
+
+        def pytest_terminal_summary(terminalreporter):
+            for name, out in sorted(seen):
+                terminalreporter.write_line(f"HOOK {name} {out.strip()}")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_a(): print("out-a"); assert 0
+        def test_b(): print("out-b")
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.stdout.fnmatch_lines(["HOOK test_a out-a", "HOOK test_b out-b"])
+    assert "Captured stdout call" not in result.stdout.str()
+
+
+def test_no_capture_prints_each_test_output_whole(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest, time
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_a():
+            for i in range(20): print(f"A{i}", end=" "); time.sleep(0.001)
+            print()
+        def test_b():
+            for i in range(20): print(f"B{i}", end=" "); time.sleep(0.001)
+            print()
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2", "-s")
+    result.assert_outcomes(passed=2)
+    lines = result.stdout.str().splitlines()
+    a_line = " ".join(f"A{i}" for i in range(20))
+    b_line = " ".join(f"B{i}" for i in range(20))
+    assert any(line.strip() == a_line for line in lines), lines
+    assert any(line.strip() == b_line for line in lines), lines
+
+
+def test_current_test_env_var_names_the_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import os, threading, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        barrier = threading.Barrier(2, timeout=20)
+
+        def test_a():
+            barrier.wait()
+            assert os.environ["PYTEST_CURRENT_TEST"].endswith("::test_a (call)")
+        def test_b():
+            barrier.wait()
+            assert os.getenv("PYTEST_CURRENT_TEST").endswith("::test_b (call)")
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=2)
