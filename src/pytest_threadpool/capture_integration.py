@@ -8,6 +8,7 @@ come from the item's own ``Capture``, producing the same "Captured stdout/stderr
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,13 @@ class ThreadedCapture:
 
     def __enter__(self) -> ThreadedCapture:
         capman = self.capman
+        # Streams pytest's global capture handed out (e.g. to a StreamHandler made at import).
+        captured_streams: dict[int, int] = {}
+        global_capture = getattr(capman, "_global_capturing", None)
+        for index, name in enumerate(("out", "err")):
+            tmpfile = getattr(getattr(global_capture, name, None), "tmpfile", None)
+            if tmpfile is not None:
+                captured_streams[id(tmpfile)] = index
         if capman is not None:
             capman.suspend_global_capture(in_=False)
             self._patch(capman, "resume_global_capture", lambda: None)
@@ -50,7 +58,28 @@ class ThreadedCapture:
                 sys.stderr = old_err
 
         self._restore.append(restore_streams)
+        replacements = {id(old_out): self.stdout, id(old_err): self.stderr}
+        dispatchers = (self.stdout, self.stderr)
+        for stream_id, index in captured_streams.items():
+            replacements[stream_id] = dispatchers[index]
+        self._repoint_stream_handlers(replacements)
         return self
+
+    def _repoint_stream_handlers(self, replacements: dict[int, _engine.Dispatcher]) -> None:
+        """logging.StreamHandlers created before the run hold the old streams: point them at
+        the dispatchers so a pool test's records land in its own output."""
+        for ref in list(logging._handlerList):  # type: ignore[attr-defined]
+            handler = ref()
+            stream = getattr(handler, "stream", None)
+            if not isinstance(handler, logging.StreamHandler) or id(stream) not in replacements:
+                continue
+            handler.setStream(replacements[id(stream)])
+
+            def undo(handler: logging.StreamHandler = handler, stream: Any = stream) -> None:
+                if handler.stream in (self.stdout, self.stderr):
+                    handler.setStream(stream)
+
+            self._restore.append(undo)
 
     def __exit__(self, *exc_info: object) -> None:
         while self._restore:

@@ -31,6 +31,11 @@ class ItemRun:
     timed_out: bool = False
     # The thread-aware capsys-like fixture the test requested, if any.
     capsys: Any = None
+    # Logging: handlers receiving this test's records in the current phase, its caplog level
+    # overrides (logger name -> level) and its live-log text per phase (--log-cli-level).
+    log_handlers: list[Any] = field(default_factory=list)
+    log_levels: dict[str, int] = field(default_factory=dict)
+    live_logs: list[tuple[str, str]] = field(default_factory=list)
     setup_state: Any = None  # its ItemSetupState (holds the item-level teardown errors)
 
     @property

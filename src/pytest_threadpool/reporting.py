@@ -22,6 +22,8 @@ class Reporter:
         item = run.item
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        for when, text in run.live_logs:
+            self._print_live_log(when, text)
         live_output: list[str] = []
         for index in range(len(run.reports)):
             if before_teardown is not None and run.reports[index].when == "teardown":
@@ -45,6 +47,15 @@ class Reporter:
                     warning_message=message, nodeid=item.nodeid, when="runtest", location=None
                 )
             )
+
+    def _print_live_log(self, when: str, text: str) -> None:
+        terminal = self.terminal
+        if terminal is None:
+            return
+        terminal.ensure_newline()
+        terminal.write_sep("-", f"live log {when}", bold=True)
+        terminal._tw.write(text if text.endswith("\n") else text + "\n")
+        terminal.currentfspath = None
 
     def _print_block(self, text: str) -> None:
         """With -s: a test's whole output, on lines of its own, before its last result."""

@@ -20,6 +20,7 @@ from pytest_threadpool.execution import run_protocol
 from pytest_threadpool.fixture_isolation import isolated_function_fixtures
 from pytest_threadpool.grouping import Group, Planner
 from pytest_threadpool.item_run import ItemRun
+from pytest_threadpool.logging_capture import ThreadedLogging
 from pytest_threadpool.options import Settings
 from pytest_threadpool.reporting import Reporter
 from pytest_threadpool.scheduling import DurationHistory
@@ -64,6 +65,7 @@ class ThreadedSession:
             stack.enter_context(ThreadedCapture(self.config))
             stack.enter_context(per_thread_current_test())
             stack.enter_context(routed_warnings(self.config))
+            stack.enter_context(ThreadedLogging(self.config))
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
             self.pool.start()
             stack.callback(self._shutdown_pool)
