@@ -60,6 +60,17 @@ def pytest_configure(config: pytest.Config) -> None:
                 unsafe_fixtures=settings.unsafe_fixtures,
             )
             return
+    # pytest-timeout's signal/thread methods cannot work in a pool: our watchdog enforces its
+    # settings instead (see timeouts.py).
+    timeout_plugin = config.pluginmanager.get_plugin("timeout")
+    if timeout_plugin is not None:
+        config.pluginmanager.unregister(timeout_plugin)
+    config.addinivalue_line(
+        "markers", "timeout(seconds): fail the test if it runs longer (enforced by --threadpool)"
+    )
+    from pytest_threadpool import timeouts
+
+    config.pluginmanager.register(timeouts, "threadpool-timeouts")
     # Thread-aware capsys/capsysbinary/capteesys, registered before collection so that they
     # override pytest's (which swap process-wide streams).
     from pytest_threadpool.capture_integration import CaptureFixtures
@@ -122,6 +133,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     gil_before = _gil_enabled()
     try:
         threaded.run()
+        if threaded.hung and session.exitstatus == pytest.ExitCode.OK:
+            session.testsfailed = max(session.testsfailed, len(threaded.hung))
     finally:
         if FREE_THREADED and not gil_before and _gil_enabled():
             session.config.issue_config_time_warning(
@@ -142,7 +155,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     threaded = config.stash.get(SESSION_KEY, None)
-    if threaded is None or not threaded.alone:
+    if threaded is None:
+        return
+    if threaded.hung:
+        terminalreporter.write_sep("=", "threadpool: hung tests (workers abandoned)", red=True)
+        for nodeid in threaded.hung:
+            terminalreporter.write_line(f"HUNG {nodeid}")
+    if not threaded.alone:
         return
     alone = threaded.alone
     reasons: dict[str, int] = {}

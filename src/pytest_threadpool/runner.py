@@ -25,6 +25,7 @@ from pytest_threadpool.options import Settings
 from pytest_threadpool.reporting import Reporter
 from pytest_threadpool.scheduling import DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
+from pytest_threadpool.timeouts import Timeouts, timeout_message
 from pytest_threadpool.warnings_capture import routed_warnings
 
 
@@ -39,6 +40,8 @@ class ThreadedSession:
         self.shared = SharedScopes()
         self.reporter = Reporter(self.config)
         self.history = DurationHistory(self.config)
+        self.timeouts = Timeouts(self.config, settings.timeout)
+        self.hung: list[str] = []
         self.capturing = self.config.getoption("capture", "fd") != "no"
         self.pool: _engine.Pool | None = None
         self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
@@ -134,12 +137,14 @@ class ThreadedSession:
         deps: tuple[int, ...] = ()
         if chain_key is not None and chain_key in self.chain_tail:
             deps = (self.chain_tail[chain_key],)  # variants of one function, one after another
+        timeout = self.timeouts.for_item(run.item)
+        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
         task_id = self.pool.submit(
             self._execute,
             run,
             priority=self.history.priority(run.item),
             label=run.item.nodeid,
-            timeout=self.settings.timeout,
+            timeout=timeout,
             deps=deps,
         )
         run.task_id = task_id
@@ -248,6 +253,9 @@ class ThreadedSession:
                     del self.pending_under[node]
         if result.cancelled:
             return True
+        if result.hung:
+            self._report_hung(run, result)
+            return True
         if result.exception is not None:
             # KeyboardInterrupt / pytest.exit raised by the test, or an engine-level failure:
             # report what the test produced, then end the session as pytest would.
@@ -258,6 +266,31 @@ class ThreadedSession:
         self.ready.append(run)
         self._emit_ready()
         return True
+
+    def _report_hung(self, run: ItemRun, result: _engine.TaskResult) -> None:
+        """The test ignored its timeout (blocked in C): its worker was abandoned and replaced.
+        Report it failed with what is known; its own fixtures are not torn down."""
+        item = run.item
+        seconds = getattr(item, "_threadpool_timeout", 0.0)
+        self.hung.append(item.nodeid)
+        message = (
+            f"{timeout_message(seconds)}: the test hung (no response to the timeout within "
+            f"the grace period; probably blocked in C code). Its worker thread was abandoned "
+            f"and replaced; its function-scoped fixtures were not torn down."
+        )
+        if result.stack:
+            message += "\n\nStack of the hung test:\n" + result.stack
+        reports = [r for r in list(run.reports) if r.when == "setup"]
+        if not reports:
+            reports = [_synthetic_report(item, "setup", "passed", None, 0.0)]
+        if reports[0].passed:
+            reports.append(_synthetic_report(item, "call", "failed", message, result.run_time))
+        else:
+            reports[0] = _synthetic_report(item, "setup", "failed", message, result.run_time)
+        reports.append(_synthetic_report(item, "teardown", "passed", None, 0.0))
+        run.reports = reports
+        self.ready.append(run)
+        self._emit_ready()
 
     def _emit_ready(self) -> None:
         for run in list(self.ready):
@@ -300,5 +333,26 @@ class ThreadedSession:
         if self.pool is not None:
             self.pool.shutdown(wait=True, timeout=None if not self.aborting else 5.0)
 
+    def hung_summary(self) -> list[str]:
+        return self.hung
+
     def alone_summary(self) -> Iterable[tuple[str, str]]:
         return self.alone
+
+
+def _synthetic_report(
+    item: pytest.Item, when: str, outcome: str, longrepr: str | None, duration: float
+) -> pytest.TestReport:
+    return pytest.TestReport(
+        item.nodeid,
+        item.location,
+        {x: 1 for x in item.keywords},
+        outcome,  # type: ignore[arg-type]
+        longrepr,
+        when,  # type: ignore[arg-type]
+        sections=[],
+        duration=duration,
+        start=0.0,
+        stop=duration,
+        user_properties=list(item.user_properties),
+    )

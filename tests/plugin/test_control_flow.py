@@ -128,7 +128,9 @@ def test_last_failed(pytester: pytest.Pytester):
     pytester.runpytest("--threadpool", "2").assert_outcomes(passed=1, failed=1)
     sequential = pytester.runpytest("--lf", "-p", "no:threadpool").parseoutcomes()
     pytester.runpytest("--threadpool", "2").assert_outcomes(passed=1, failed=1)
-    assert pytester.runpytest("--threadpool", "2", "--lf").parseoutcomes() == sequential
+    parallel = pytester.runpytest("--threadpool", "2", "--lf").parseoutcomes()
+    parallel.pop("warnings", None)
+    assert parallel == sequential
     assert sequential["failed"] == 1 and "passed" not in sequential
 
 
@@ -162,3 +164,16 @@ def test_durations_and_junitxml(pytester: pytest.Pytester):
     result.stdout.fnmatch_lines(["*slowest 3 durations*"])
     text = (pytester.path / "out.xml").read_text()
     assert text.count("<testcase ") == 30
+
+
+def test_build_notice(pytester: pytest.Pytester):
+    import sysconfig
+
+    pytester.makepyfile("def test_a(): pass")
+    result = pytester.runpytest("--threadpool", "2")
+    result.stdout.fnmatch_lines(["threadpool: 2 threads, *build"])
+    gil_notice = "*CPU-bound tests will not speed up*"
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        result.stdout.no_fnmatch_line(gil_notice)
+    else:
+        result.stdout.fnmatch_lines([gil_notice])
