@@ -9,7 +9,9 @@ come from the item's own ``Capture``, producing the same "Captured stdout/stderr
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +32,7 @@ class ThreadedCapture:
         self._restore: list[Callable[[], None]] = []
         self.stdout: _engine.Dispatcher | None = None
         self.stderr: _engine.Dispatcher | None = None
+        self.unattributed: list[tuple[int, str]] = []
 
     def __enter__(self) -> ThreadedCapture:
         capman = self.capman
@@ -46,8 +49,15 @@ class ThreadedCapture:
             self._patch(capman, "suspend_global_capture", lambda in_=False: None)
             self._patch(capman, "item_capture", self.item_capture)
         old_out, old_err = sys.stdout, sys.stderr
-        self.stdout = _engine.Dispatcher(old_out, stream=0, name="<stdout>")
-        self.stderr = _engine.Dispatcher(old_err, stream=1, name="<stderr>")
+        out_target, err_target = old_out, old_err
+        if (
+            self.config.getoption("capture", "fd") == "fd"
+            and _is_fd(old_out, 1)
+            and _is_fd(old_err, 2)
+        ):
+            out_target, err_target = self._redirect_fds(old_out, old_err)
+        self.stdout = _engine.Dispatcher(out_target, stream=0, name="<stdout>")
+        self.stderr = _engine.Dispatcher(err_target, stream=1, name="<stderr>")
         sys.stdout, sys.stderr = self.stdout, self.stderr
 
         def restore_streams() -> None:
@@ -64,6 +74,60 @@ class ThreadedCapture:
             replacements[stream_id] = dispatchers[index]
         self._repoint_stream_handlers(replacements)
         return self
+
+    def _redirect_fds(self, old_out: Any, old_err: Any) -> tuple[Any, Any]:
+        """--capture=fd: fds 1 and 2 go to temporary files for the run, so fd-level writes of
+        pool tests (os.write, subprocesses, C code) never reach the terminal mid-run. The
+        terminal itself is reached through duplicates of the original fds. Whatever lands in
+        the files cannot be attributed to one test: it is reported once, at the end."""
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        targets = []
+        for fd, stream in ((1, old_out), (2, old_err)):
+            try:
+                saved = os.dup(fd)
+            except OSError:
+                return old_out, old_err
+            sink = tempfile.TemporaryFile(buffering=0)
+            _flush(stream)
+            os.dup2(sink.fileno(), fd)
+            encoding = getattr(stream, "encoding", None) or "utf-8"
+            writer = open(saved, "w", encoding=encoding, errors="replace", closefd=True)
+            targets.append(writer)
+
+            def restore(fd: int = fd, saved_writer: Any = writer, sink: Any = sink) -> None:
+                _flush(sys.stdout if fd == 1 else sys.stderr)
+                saved_writer.flush()
+                os.dup2(saved_writer.fileno(), fd)
+                sink.seek(0)
+                leftover = sink.read().decode("utf-8", "replace")
+                sink.close()
+                if leftover:
+                    self.unattributed.append((fd, leftover))
+                saved_writer.close()
+
+            self._restore.append(restore)
+        if terminal is not None:
+            tw = terminal._tw
+            original_file = tw._file
+            if original_file is old_out:
+                tw._file = targets[0]
+                self._restore.append(lambda: setattr(tw, "_file", original_file))
+        self._restore.insert(0, self._report_unattributed)  # undone last: fds are back by then
+        return targets[0], targets[1]
+
+    def _report_unattributed(self) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if not self.unattributed or terminal is None:
+            return
+        for fd, text in self.unattributed:
+            name = "stdout" if fd == 1 else "stderr"
+            terminal.write_sep(
+                "-",
+                f"threadpool: fd-level {name} not attributable to one test "
+                "(os.write, C code, subprocesses)",
+            )
+            terminal.write(text if text.endswith("\n") else text + "\n")
+        self.unattributed.clear()
 
     def _repoint_stream_handlers(self, replacements: dict[int, _engine.Dispatcher]) -> None:
         """logging.StreamHandlers created before the run hold the old streams: point them at
@@ -184,3 +248,18 @@ class CaptureFixtures:
     @pytest.fixture
     def capteesys(self, request: pytest.FixtureRequest):
         yield from _capture_fixture(request, "capteesys", binary=False, tee=True)
+
+
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+def _is_fd(stream: Any, fd: int) -> bool:
+    """Is ``stream`` writing to file descriptor ``fd`` (the terminal, not a capture buffer)?"""
+    try:
+        return stream.fileno() == fd
+    except (AttributeError, OSError, ValueError):
+        return False

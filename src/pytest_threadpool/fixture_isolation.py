@@ -16,6 +16,8 @@ from typing import Any
 from _pytest.fixtures import FixtureDef
 from _pytest.scope import Scope
 
+from pytest_threadpool.setupstate import reraise_shared
+
 
 class _PerThread(threading.local):
     def __init__(self) -> None:
@@ -75,10 +77,22 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
     original_execute = FixtureDef.execute
 
     def execute(self: FixtureDef, request: Any) -> Any:
+        __tracebackhide__ = True
         if _is_function_scoped(self):
             return original_execute(self, request)
         with shared_lock:
-            return original_execute(self, request)
+            cached = self.__dict__.get("cached_result")
+            if cached is not None and cached[2] is not None:
+                # A cached error that other tests may be raising right now: raise a copy.
+                try:
+                    return original_execute(self, request)
+                except BaseException as exc:
+                    if exc is not cached[2][0]:
+                        raise
+                    error = exc
+            else:
+                return original_execute(self, request)
+        reraise_shared(error, cached[2][1])
 
     FixtureDef.cached_result = property(_get_cached_result, _set_cached_result)  # type: ignore[assignment,method-assign]
     FixtureDef._finalizers = property(_get_finalizers, _set_finalizers)  # type: ignore[assignment,method-assign,misc]

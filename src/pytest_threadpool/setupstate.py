@@ -9,6 +9,7 @@ does. Each running item gets its own ``ItemSetupState`` whose stack holds only t
 
 from __future__ import annotations
 
+import copy
 import threading
 import types
 from collections.abc import Callable
@@ -38,6 +39,26 @@ def _run_finalizers(node: pytest.Node, finalizers: list[Callable[[], object]]) -
     if errors:
         return [BaseExceptionGroup(f"errors while tearing down {node!r}", errors[::-1])]
     return []
+
+
+def reraise_shared(exc: BaseException, tb: types.TracebackType | None) -> None:
+    """Raise a stored exception that several tests may re-raise at the same time (a failed
+    collector or shared fixture). Each raise extends the exception's traceback as it unwinds,
+    so concurrent raises of one object would mix threads' frames: raise a copy instead."""
+    __tracebackhide__ = True
+    try:
+        clone = copy.copy(exc)
+    except Exception:
+        clone = exc
+    if clone is exc:
+        raise exc.with_traceback(tb)
+    clone.__cause__ = exc.__cause__
+    clone.__context__ = exc.__context__
+    clone.__suppress_context__ = exc.__suppress_context__
+    clone.__notes__ = list(getattr(exc, "__notes__", []))
+    if not clone.__notes__:
+        del clone.__notes__
+    raise clone.with_traceback(tb)
 
 
 def raise_teardown_errors(errors: list[BaseException]) -> None:
@@ -132,8 +153,7 @@ class ItemSetupState(SetupState):
             entry = self.shared.live.get(col)
             assert entry is not None, f"collector {col!r} was not set up before {item.nodeid}"
             if entry[1] is not None:
-                exc, tb = entry[1]
-                raise exc.with_traceback(tb)
+                reraise_shared(*entry[1])
         self._finalizers = [item.teardown]
         item.setup()
 

@@ -161,3 +161,23 @@ def test_current_test_env_var_names_the_test(pytester: pytest.Pytester):
         """
     )
     pytester.runpytest("--threadpool", "2").assert_outcomes(passed=2)
+
+
+def test_fd_level_output_is_kept_off_the_terminal_and_reported_once(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import os, subprocess, sys, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_fd():
+            os.write(1, b"RAW-FD-WRITE\\n")
+            subprocess.run([sys.executable, "-c", "print('FROM-CHILD')"], check=True)
+        def test_other(): print("python-level")
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2", "-v")
+    result.assert_outcomes(passed=2)
+    text = result.stdout.str()
+    assert text.count("RAW-FD-WRITE") == 1 and text.count("FROM-CHILD") == 1
+    section = text.split("fd-level stdout not attributable")[1]
+    assert "RAW-FD-WRITE" in section and "FROM-CHILD" in section
+    assert "python-level" not in text
