@@ -25,6 +25,7 @@ from pytest_threadpool.options import Settings
 from pytest_threadpool.reporting import Reporter
 from pytest_threadpool.scheduling import DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
+from pytest_threadpool.threads import inherited_capture
 from pytest_threadpool.timeouts import Timeouts, timeout_message
 from pytest_threadpool.warnings_capture import routed_warnings
 
@@ -69,6 +70,7 @@ class ThreadedSession:
             stack.enter_context(per_thread_current_test())
             stack.enter_context(routed_warnings(self.config))
             stack.enter_context(ThreadedLogging(self.config))
+            stack.enter_context(inherited_capture())
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
             self.pool.start()
             stack.callback(self._shutdown_pool)

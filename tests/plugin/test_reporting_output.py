@@ -181,3 +181,21 @@ def test_fd_level_output_is_kept_off_the_terminal_and_reported_once(pytester: py
     section = text.split("fd-level stdout not attributable")[1]
     assert "RAW-FD-WRITE" in section and "FROM-CHILD" in section
     assert "python-level" not in text
+
+
+def test_output_of_threads_started_by_a_test_belongs_to_it(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_spawns():
+            t = threading.Thread(target=lambda: print("from helper thread"))
+            t.start(); t.join()
+            assert 0
+        def test_quiet(): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.assert_outcomes(passed=1, failed=1)
+    section = result.stdout.str().split("Captured stdout call")[1]
+    assert "from helper thread" in section
