@@ -24,6 +24,11 @@ def current_run() -> ItemRun | None:
     return getattr(_local, "run", None)
 
 
+def adopt(run: ItemRun | None) -> None:
+    """Make the calling (new) thread work for ``run`` (threads started by a test)."""
+    _local.run = run
+
+
 @contextmanager
 def acting_for(run: ItemRun, *, capture: bool = True) -> Iterator[None]:
     """Route this thread's output, logs and warnings to ``run`` for the duration."""

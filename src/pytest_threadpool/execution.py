@@ -23,6 +23,7 @@ def run_protocol(run: ItemRun, shared: SharedScopes, teardown_shared: Callable) 
         with acting_for(run, capture=run.capture_enabled):
             run.item.ihook.pytest_runtest_protocol(item=run.item, nextitem=run.nextitem)
     finally:
+        run.protocol_done = True
         RoutingSetupState.bind(None)
 
 

@@ -8,6 +8,8 @@ applies to items that no marker decides.
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from pytest_threadpool.markers import (
 )
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
+_WARNING_FILTER_CALLS = re.compile(r"\b(warns|deprecated_call|catch_warnings)\s*\(")
 
 
 class PytestThreadpoolWarning(pytest.PytestWarning):
@@ -127,6 +130,7 @@ class Planner:
         self.unsafe_fixtures = unsafe_fixtures
         self._packages = _PackageMarks()
         self._decisions: dict[pytest.Item, Decision] = {}
+        self._module_sources: dict[str | None, str] = {}
 
     def decide(self, item: pytest.Item) -> Decision:
         """The item's decision (computed once: marker warnings are issued once)."""
@@ -180,9 +184,31 @@ class Planner:
         unsafe = sorted(self.unsafe_fixtures.intersection(item.fixturenames))
         if unsafe:
             return "uses " + ", ".join(unsafe)
-        if item.get_closest_marker("filterwarnings") is not None and sys.version_info < (3, 14):
-            return "has filterwarnings marks (warning filters are process-wide before 3.14)"
+        if sys.version_info < (3, 14):
+            if item.get_closest_marker("filterwarnings") is not None:
+                return "has filterwarnings marks (warning filters are process-wide before 3.14)"
+            if self._changes_warning_filters(item):
+                return "uses pytest.warns/catch_warnings (process-wide before 3.14)"
         return None
+
+    def _changes_warning_filters(self, item: pytest.Function) -> bool:
+        """Does the test body use pytest.warns, pytest.deprecated_call or catch_warnings?"""
+        function = getattr(item, "function", None)
+        module = getattr(function, "__module__", None)
+        source = self._module_sources.get(module)
+        if source is None:
+            try:
+                source = inspect.getsource(sys.modules[module])  # type: ignore[index]
+            except (KeyError, OSError, TypeError):
+                source = ""
+            self._module_sources[module] = source
+        if not _WARNING_FILTER_CALLS.search(source):
+            return False  # the common case: the module never mentions them
+        try:
+            body = inspect.getsource(function)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            return True
+        return bool(_WARNING_FILTER_CALLS.search(body))
 
     def plan(self, items: Sequence[pytest.Item]) -> tuple[list[Group], dict[pytest.Item, object]]:
         """Split items into groups; also return each item's chain key (see Decision)."""

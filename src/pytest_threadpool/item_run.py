@@ -26,6 +26,7 @@ class ItemRun:
     # (when, stdout, stderr) per phase, as taken from the capture
     outputs: dict[str, tuple[str, str]] = field(default_factory=dict)
     warnings: list[warnings.WarningMessage] = field(default_factory=list)
+    warning_keys: set[tuple] = field(default_factory=set)  # shown-once bookkeeping
     # An exception that must end the session (KeyboardInterrupt, pytest.exit) raised in the test.
     session_exception: BaseException | None = None
     timed_out: bool = False
@@ -36,6 +37,10 @@ class ItemRun:
     log_handlers: list[Any] = field(default_factory=list)
     log_levels: dict[str, int] = field(default_factory=dict)
     live_logs: list[tuple[str, str]] = field(default_factory=list)
+    # Unhandled exceptions of threads it started and unraisable exceptions it caused.
+    thread_exceptions: list[Any] = field(default_factory=list)
+    unraisable_exceptions: list[Any] = field(default_factory=list)
+    protocol_done: bool = False  # later records go to pytest's shared queue
     setup_state: Any = None  # its ItemSetupState (holds the item-level teardown errors)
 
     @property

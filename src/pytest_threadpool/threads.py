@@ -1,4 +1,4 @@
-"""Threads started by a pool test write their output into that test's capture.
+"""Threads started by a pool test work for it: output, logs and unhandled exceptions.
 
 The engine routes ``sys.stdout``/``sys.stderr`` writes by a C thread-local that a new thread does
 not inherit, so for the run ``threading.Thread.start`` remembers the starting thread's capture and
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pytest_threadpool import _engine
+from pytest_threadpool.context import adopt, current_run
 
 
 @contextmanager
@@ -25,17 +26,21 @@ def inherited_capture() -> Iterator[None]:
 
     def start(self: threading.Thread) -> None:
         self._threadpool_capture = _engine.get_thread_capture()  # type: ignore[attr-defined]
+        self._threadpool_run = current_run()  # type: ignore[attr-defined]
         original_start(self)
 
     def bootstrap_inner(self: threading.Thread) -> None:
         capture = getattr(self, "_threadpool_capture", None)
-        if capture is None:
+        run = getattr(self, "_threadpool_run", None)
+        if capture is None and run is None:
             original_bootstrap_inner(self)
             return
         _engine.set_thread_capture(capture)
+        adopt(run)
         try:
             original_bootstrap_inner(self)
         finally:
+            adopt(None)
             _engine.set_thread_capture(None)
 
     thread_class.start = start
