@@ -58,6 +58,8 @@ def routed_warnings(config: pytest.Config) -> Iterator[None]:
         warnings.filters[:] = [
             ("always", *entry[1:]) if entry[0] in _DEDUPLICATED else entry for entry in configured
         ]
+        if warnings.defaultaction in _DEDUPLICATED:  # what no filter matches
+            warnings.filters.append(("always", None, Warning, None, 0))
         warnings._filters_mutated()  # type: ignore[attr-defined]
 
         def show(message: warnings.WarningMessage) -> None:
