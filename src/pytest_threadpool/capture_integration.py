@@ -33,6 +33,8 @@ class ThreadedCapture:
         self.stdout: _engine.Dispatcher | None = None
         self.stderr: _engine.Dispatcher | None = None
         self.unattributed: list[tuple[int, str]] = []
+        # Where the terminal's stderr is reachable during the run (fd 2 may be redirected).
+        self.terminal_stderr_fd = 2
 
     def __enter__(self) -> ThreadedCapture:
         capman = self.capman
@@ -93,6 +95,8 @@ class ThreadedCapture:
             encoding = getattr(stream, "encoding", None) or "utf-8"
             writer = open(saved, "w", encoding=encoding, errors="replace", closefd=True)
             targets.append(writer)
+            if fd == 2:
+                self.terminal_stderr_fd = saved
 
             def restore(fd: int = fd, saved_writer: Any = writer, sink: Any = sink) -> None:
                 _flush(sys.stdout if fd == 1 else sys.stderr)

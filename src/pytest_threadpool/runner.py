@@ -15,6 +15,7 @@ from _pytest.runner import CallInfo
 from pytest_threadpool import _engine
 from pytest_threadpool.capture_integration import ThreadedCapture
 from pytest_threadpool.context import acting_for
+from pytest_threadpool.crash_notes import crash_attribution
 from pytest_threadpool.environ import per_thread_current_test
 from pytest_threadpool.execution import run_protocol
 from pytest_threadpool.fixture_isolation import isolated_function_fixtures
@@ -67,7 +68,8 @@ class ThreadedSession:
             saved_state = self.session._setupstate
             self.session._setupstate = RoutingSetupState(self.shared)
             stack.callback(setattr, self.session, "_setupstate", saved_state)
-            stack.enter_context(ThreadedCapture(self.config))
+            capture = stack.enter_context(ThreadedCapture(self.config))
+            stack.enter_context(crash_attribution(capture.terminal_stderr_fd))
             stack.enter_context(per_thread_current_test())
             stack.enter_context(routed_warnings(self.config))
             stack.enter_context(ThreadedLogging(self.config))
@@ -163,7 +165,11 @@ class ThreadedSession:
 
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)
-        run_protocol(run, self.shared, self._teardown_shared)
+        _engine.set_crash_label(run.item.nodeid)
+        try:
+            run_protocol(run, self.shared, self._teardown_shared)
+        finally:
+            _engine.set_crash_label(None)
         self.history.record(run.item, run.reports)
 
     # -- shared scopes ------------------------------------------------------------------

@@ -1,0 +1,139 @@
+"""Fault corpus: faults that must be reported correctly, and faults that kill the process."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+
+import pytest
+
+
+def test_segfault_names_the_running_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import ctypes, time, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_crash():
+            time.sleep(0.1)
+            ctypes.string_at(0)
+        def test_slow_neighbour():
+            time.sleep(5)
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    assert result.ret == -signal.SIGSEGV
+    err = result.stderr.str()
+    assert "pytest-threadpool: fatal signal SIGSEGV" in err
+    assert "test_segfault_names_the_running_test.py::test_crash" in err
+    assert "test_slow_neighbour" in err
+    assert err.index("pytest-threadpool: fatal signal") < err.index("Fatal Python error")
+
+
+def test_os_exit_names_the_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import os, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_exits(): os._exit(7)
+        def test_other(): pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    assert result.ret == 7
+    result.stderr.fnmatch_lines(["*os._exit(7) called by *::test_exits*"])
+
+
+def test_sigint_during_run_stops_promptly_with_interrupted_summary(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import os, signal, threading, time, pytest
+            pytestmark = pytest.mark.parallelizable("children")
+
+            def test_sends_sigint():
+                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+                time.sleep(0.5)
+            """
+        )
+        + "\n".join(f"def test_slow_{i}():\n    time.sleep(0.5)\n" for i in range(40))
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert result.duration < 8
+
+
+def test_teardown_errors_at_every_scope_are_reported_not_internal(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def s():
+            yield
+            raise RuntimeError("session teardown")
+
+        @pytest.fixture(scope="module")
+        def m():
+            yield
+            raise RuntimeError("module teardown")
+
+        @pytest.fixture(scope="class")
+        def c():
+            yield
+            raise RuntimeError("class teardown")
+
+        @pytest.fixture
+        def f():
+            yield
+            raise RuntimeError("function teardown")
+
+        @pytest.mark.parallelizable("children")
+        class TestAll:
+            def test_a(self, s, m, c, f): pass
+            def test_b(self, s, m, c): pass
+        """
+    )
+    sequential = pytester.runpytest("-p", "no:threadpool", "-p", "no:cacheprovider")
+    parallel = pytester.runpytest("--threadpool", "2", "-p", "no:cacheprovider")
+    assert "INTERNALERROR" not in parallel.stdout.str()
+    assert parallel.ret == sequential.ret
+    seq = sequential.parseoutcomes()
+    par = parallel.parseoutcomes()
+    par.pop("warnings", None)
+    seq.pop("warnings", None)
+    assert par == seq
+    for text in ("session teardown", "module teardown", "class teardown", "function teardown"):
+        assert text in parallel.stdout.str()
+
+
+def test_test_leaking_running_threads_does_not_hang_the_session(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading, time, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_leaks():
+            threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+        def test_other(): pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    result.assert_outcomes(passed=2)
+
+
+def test_deadlock_with_timeout_fails_only_that_test(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_deadlock():
+            lock = threading.Lock()
+            lock.acquire()
+            while not lock.acquire(timeout=0.05):
+                pass
+        def test_fine(): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2", "--threadpool-timeout", "0.5")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Timeout after 0.5 s*"])
