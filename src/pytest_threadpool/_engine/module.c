@@ -1,6 +1,12 @@
 /* pytest_threadpool._engine: module definition (multi-phase init, module state, GIL not used). */
 #include "module.h"
 
+#include "capture.h"
+#include "crash.h"
+#include "dispatcher.h"
+#include "pool.h"
+#include "task_result.h"
+
 engine_state *engine_state_from_module(PyObject *module)
 {
     return (engine_state *)PyModule_GetState(module);
@@ -30,9 +36,42 @@ static PyMethodDef engine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int add_task_timeout(PyObject *module, engine_state *st)
+{
+    st->task_timeout_error = PyErr_NewExceptionWithDoc(
+        "pytest_threadpool._engine.TaskTimeout",
+        "Raised asynchronously in a task that ran past its timeout (BaseException, so a plain\n"
+        "`except Exception` in the test does not swallow it).",
+        PyExc_BaseException, NULL);
+    if (st->task_timeout_error == NULL) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "TaskTimeout", st->task_timeout_error);
+}
+
 static int engine_exec(PyObject *module)
 {
-    (void)engine_state_from_module(module);
+    engine_state *st = engine_state_from_module(module);
+    PyObject *io = PyImport_ImportModule("io");
+    if (io == NULL) {
+        return -1;
+    }
+    st->unsupported_operation = PyObject_GetAttrString(io, "UnsupportedOperation");
+    Py_DECREF(io);
+    if (st->unsupported_operation == NULL) {
+        return -1;
+    }
+    st->str_write = PyUnicode_InternFromString("write");
+    st->str_flush = PyUnicode_InternFromString("flush");
+    st->str_buffer = PyUnicode_InternFromString("buffer");
+    if (st->str_write == NULL || st->str_flush == NULL || st->str_buffer == NULL) {
+        return -1;
+    }
+    if (add_task_timeout(module, st) < 0 || task_result_exec(module, st) < 0 ||
+        pool_exec(module, st) < 0 || crash_exec(module, st) < 0 ||
+        capture_exec(module, st) < 0 || dispatcher_exec(module, st) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -46,6 +85,9 @@ static int engine_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->capture_type);
     Py_VISIT(st->task_timeout_error);
     Py_VISIT(st->unsupported_operation);
+    Py_VISIT(st->str_write);
+    Py_VISIT(st->str_flush);
+    Py_VISIT(st->str_buffer);
     return 0;
 }
 
@@ -59,6 +101,9 @@ static int engine_clear(PyObject *module)
     Py_CLEAR(st->capture_type);
     Py_CLEAR(st->task_timeout_error);
     Py_CLEAR(st->unsupported_operation);
+    Py_CLEAR(st->str_write);
+    Py_CLEAR(st->str_flush);
+    Py_CLEAR(st->str_buffer);
     return 0;
 }
 

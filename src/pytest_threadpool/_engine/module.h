@@ -13,6 +13,10 @@ typedef struct {
     PyObject *capture_type;
     PyObject *task_timeout_error;   /* BaseException subclass delivered by the watchdog */
     PyObject *unsupported_operation; /* io.UnsupportedOperation */
+    /* interned attribute names used on the dispatcher's hot paths */
+    PyObject *str_write;
+    PyObject *str_flush;
+    PyObject *str_buffer;
 } engine_state;
 
 extern PyModuleDef engine_module_def;

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Repeat the concurrency-heavy engine tests N times on the free-threaded build.
+# Usage: bash scripts/stress.sh [N]   (default 20). Exits non-zero if any run failed.
+set -u
+cd "$(dirname "$0")/.."
+
+runs="${1:-20}"
+py=".venv-3.13t/bin/python"
+tests=(
+  tests/engine/test_pool.py
+  tests/engine/test_dispatcher.py
+  tests/engine/test_watchdog.py
+  tests/engine/test_crash.py
+)
+[ -x "$py" ] || { echo "stress: $py not found (run make setup)" >&2; exit 2; }
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+failures=0
+start=$(date +%s)
+for i in $(seq 1 "$runs"); do
+  # the tests' autouse fixture also fails a run if the GIL got re-enabled
+  if ! timeout 300 "$py" -m pytest -q -x -p no:cacheprovider "${tests[@]}" >"$log" 2>&1; then
+    failures=$((failures + 1))
+    echo "stress: run $i FAILED:"
+    tail -n 40 "$log"
+  fi
+done
+echo "stress: $runs runs, $failures failed ($(( $(date +%s) - start ))s)"
+[ "$failures" -eq 0 ]
