@@ -130,7 +130,7 @@ class Planner:
         self.unsafe_fixtures = unsafe_fixtures
         self._packages = _PackageMarks()
         self._decisions: dict[pytest.Item, Decision] = {}
-        self._module_sources: dict[str | None, str] = {}
+        self._module_mentions: dict[str | None, bool] = {}
 
     def decide(self, item: pytest.Item) -> Decision:
         """The item's decision (computed once: marker warnings are issued once)."""
@@ -195,14 +195,14 @@ class Planner:
         """Does the test body use pytest.warns, pytest.deprecated_call or catch_warnings?"""
         function = getattr(item, "function", None)
         module = getattr(function, "__module__", None)
-        source = self._module_sources.get(module)
-        if source is None:
+        mentions = self._module_mentions.get(module)
+        if mentions is None:
             try:
                 source = inspect.getsource(sys.modules[module])  # type: ignore[index]
             except (KeyError, OSError, TypeError):
                 source = ""
-            self._module_sources[module] = source
-        if not _WARNING_FILTER_CALLS.search(source):
+            mentions = self._module_mentions[module] = bool(_WARNING_FILTER_CALLS.search(source))
+        if not mentions:
             return False  # the common case: the module never mentions them
         try:
             body = inspect.getsource(function)  # type: ignore[arg-type]

@@ -68,6 +68,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
     excinfo = call.excinfo
     if excinfo is not None and isinstance(excinfo.value, _engine.TaskTimeout):
         seconds = getattr(item, "_threadpool_timeout", None)
-        if seconds and not excinfo.value.args:
+        if seconds:
             excinfo.value.args = (timeout_message(seconds),)
     return (yield)

@@ -35,7 +35,8 @@ CASES = [
         ["--threadpool-scope", "everything"],
         "",
         "",
-        "*--threadpool-scope: invalid value 'everything': use one of children, parameters, all, none*",
+        "*--threadpool-scope: invalid value 'everything': use one of children, parameters, all, "
+        "none*",
     ),
     (
         [],
@@ -59,7 +60,8 @@ CASES = [
         ["--threadpool", "2"],
         "",
         "import pytest\n@pytest.mark.parallelizable('sometimes')\ndef test_x(): pass\n",
-        "ERROR: *test_x: invalid parallelizable scope 'sometimes'; use one of: children, parameters, all",
+        "ERROR: *test_x: invalid parallelizable scope 'sometimes'; use one of: children, "
+        "parameters, all",
     ),
     (
         ["--threadpool", "2"],
