@@ -14,8 +14,8 @@ build:
 	done
 
 lint:
-	.venv-3.13/bin/ruff check src tests bench examples
-	.venv-3.13/bin/ruff format --check src tests bench examples
+	.venv-3.13/bin/ruff check $(wildcard src tests bench examples)
+	.venv-3.13/bin/ruff format --check $(wildcard src tests bench examples)
 
 test: build lint test-3.13 test-3.13t
 
