@@ -28,6 +28,7 @@ from pytest_threadpool.scheduling import DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
 from pytest_threadpool.threads import inherited_capture
 from pytest_threadpool.timeouts import Timeouts, timeout_message
+from pytest_threadpool.tmp_paths import serialised_basetemp
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
 
@@ -75,6 +76,7 @@ class ThreadedSession:
             stack.enter_context(ThreadedLogging(self.config))
             stack.enter_context(inherited_capture())
             stack.enter_context(per_test_unhandled(self.config))
+            stack.enter_context(serialised_basetemp())
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
             self.pool.start()
             stack.callback(self._shutdown_pool)

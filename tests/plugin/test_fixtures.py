@@ -261,3 +261,27 @@ def test_doctests_run_sequentially_and_correctly(pytester: pytest.Pytester):
     )
     result = pytester.runpytest("--threadpool", "2", "--doctest-modules")
     result.assert_outcomes(passed=3)
+
+
+def test_tmp_path_first_use_by_concurrent_tests(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading, pytest
+        pytestmark = pytest.mark.parallelizable("all")
+        barrier = threading.Barrier(4, timeout=20)
+        seen = []
+
+        @pytest.fixture
+        def synced():
+            barrier.wait()
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_tmp(synced, tmp_path, n):
+            (tmp_path / "f").write_text(str(n))
+            seen.append(tmp_path.parent)
+
+        def test_one_basetemp():
+            assert len(set(seen)) == 1
+        """
+    )
+    pytester.runpytest("--threadpool", "4").assert_outcomes(passed=5)
