@@ -174,7 +174,7 @@ class ThreadedCapture:
         finally:
             if run is not None and run.item is item:
                 if run.capsys is not None:
-                    out, err = "", ""  # the capsys fixture owns this test's output
+                    out, err = run.capsys.report_output()
                 else:
                     out, err = run.capture.take()
                 run.outputs[when] = (out, err)
@@ -185,19 +185,38 @@ class ThreadedCapture:
 
 class ThreadCaptureFixture:
     """``capsys``/``capsysbinary``/``capteesys`` for a test that runs in the thread pool:
-    reads exactly that test's output, whatever other tests print meanwhile."""
+    reads exactly that test's output, whatever other tests print meanwhile.
 
-    def __init__(self, capture: _engine.Capture, *, binary: bool, tee: bool) -> None:
+    ``capteesys`` also passes the output on "as defined by --capture": live to the terminal
+    with ``-s``, otherwise into the test's report sections (as pytest's does)."""
+
+    def __init__(self, capture: _engine.Capture, *, binary: bool, tee: bool, live: bool) -> None:
         self._capture = capture
         self._binary = binary
-        self._disabled = 0
-        capture.tee = tee
+        self._tee = tee
+        capture.tee = tee and live
+        self._pending = ("", "")  # taken for a report section, not read by the test yet
+        self._read = ("", "")  # read by the test since the last report section
 
     def readouterr(self) -> Any:
-        out, err = self._capture.take()
+        new_out, new_err = self._capture.take()
+        out, err = self._pending[0] + new_out, self._pending[1] + new_err
+        self._pending = ("", "")
+        if self._tee:
+            self._read = (self._read[0] + out, self._read[1] + err)
         if self._binary:
             return _result(out.encode("utf-8"), err.encode("utf-8"))
         return _result(out, err)
+
+    def report_output(self) -> tuple[str, str]:
+        """Output for the current phase's report sections."""
+        if not self._tee:
+            return "", ""  # capsys owns the output; unread text shows at teardown
+        new_out, new_err = self._capture.take()
+        self._pending = (self._pending[0] + new_out, self._pending[1] + new_err)
+        out, err = self._read[0] + new_out, self._read[1] + new_err
+        self._read = ("", "")
+        return out, err
 
     @contextmanager
     def disabled(self) -> Iterator[None]:
@@ -225,7 +244,8 @@ def _capture_fixture(request: pytest.FixtureRequest, name: str, *, binary: bool,
         # Not one of our runs (cannot happen in a threaded session): pytest's own fixture.
         yield request.getfixturevalue(name)
         return
-    fixture = ThreadCaptureFixture(run.capture, binary=binary, tee=tee)
+    live = request.config.getoption("capture", "fd") == "no"
+    fixture = ThreadCaptureFixture(run.capture, binary=binary, tee=tee, live=live)
     run.capsys = fixture
     # A main-thread test under -s does not capture by default; capsys needs it to.
     previous = _engine.set_thread_capture(run.capture)

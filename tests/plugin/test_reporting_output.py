@@ -199,3 +199,22 @@ def test_output_of_threads_started_by_a_test_belongs_to_it(pytester: pytest.Pyte
     result.assert_outcomes(passed=1, failed=1)
     section = result.stdout.str().split("Captured stdout call")[1]
     assert "from helper thread" in section
+
+
+def test_capteesys_reads_and_reports(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_tee(capteesys):
+            print("teed line")
+            assert capteesys.readouterr().out == "teed line\\n"
+            assert 0
+        def test_other(): print("other")
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.assert_outcomes(passed=1, failed=1)
+    section = result.stdout.str().split("Captured stdout call")[1]
+    assert "teed line" in section
+    assert result.stdout.lines.count("teed line") == 1
