@@ -21,7 +21,13 @@ def run_protocol(run: ItemRun, shared: SharedScopes, teardown_shared: Callable) 
     RoutingSetupState.bind(state)
     try:
         with acting_for(run, capture=run.capture_enabled):
-            run.item.ihook.pytest_runtest_protocol(item=run.item, nextitem=run.nextitem)
+            try:
+                run.item.ihook.pytest_runtest_protocol(item=run.item, nextitem=run.nextitem)
+            except BaseException:
+                # KeyboardInterrupt / pytest.exit left the protocol early: the test's own
+                # finalizers still run, as pytest's session teardown would run them.
+                state.finalize_after_abort()
+                raise
     finally:
         run.protocol_done = True
         RoutingSetupState.bind(None)

@@ -38,7 +38,7 @@ class Reporter:
             elif not self.capturing:
                 live_output.extend(text for text in (out, err) if text)
             if live_output and report is run.reports[-1]:
-                self._print_block("".join(live_output))
+                self.print_block("".join(live_output))
             ihook.pytest_runtest_logreport(report=report)
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         for message in run.warnings:
@@ -57,10 +57,10 @@ class Reporter:
         terminal._tw.write(text if text.endswith("\n") else text + "\n")
         terminal.currentfspath = None
 
-    def _print_block(self, text: str) -> None:
+    def print_block(self, text: str) -> None:
         """With -s: a test's whole output, on lines of its own, before its last result."""
         terminal = self.terminal
-        if terminal is None:
+        if terminal is None or not text:
             return
         terminal.ensure_newline()
         terminal._tw.write(text if text.endswith("\n") else text + "\n")

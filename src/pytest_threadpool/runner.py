@@ -77,6 +77,8 @@ class ThreadedSession:
             stack.enter_context(inherited_capture())
             stack.enter_context(per_test_unhandled(self.config))
             stack.enter_context(serialised_basetemp())
+            # Registered before the pool, so it runs after the pool has shut down.
+            stack.callback(self._teardown_after_abort)
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
             self.pool.start()
             stack.callback(self._shutdown_pool)
@@ -273,6 +275,9 @@ class ThreadedSession:
             # report what the test produced, then end the session as pytest would.
             if run.reports:
                 self.reporter.emit(run)
+            if not self.capturing:  # -s: what the test printed is shown, as it would be live
+                out, err = run.capture.take()
+                self.reporter.print_block(out + err)
             raise result.exception
         self.history.record(run.item, run.reports, result.run_time)
         self.ready.append(run)
@@ -340,6 +345,12 @@ class ThreadedSession:
         self.aborting = True
         if self.pool is not None:
             self.pool.cancel()
+
+    def _teardown_after_abort(self) -> None:
+        """Ctrl-C / pytest.exit: shared scopes still go away, as pytest's session end does."""
+        if self.aborting:
+            with contextlib.suppress(Exception):
+                self.shared.teardown_all()
 
     def _shutdown_pool(self) -> None:
         if self.pool is not None:

@@ -157,6 +157,13 @@ class ItemSetupState(SetupState):
         self._finalizers = [item.teardown]
         item.setup()
 
+    def finalize_after_abort(self) -> None:
+        """Best effort, when the session is being aborted."""
+        try:
+            _run_finalizers(self.item, self._finalizers)
+        except BaseException:
+            pass
+
     def addfinalizer(self, finalizer: Callable[[], object], node: pytest.Node) -> None:
         assert callable(finalizer)
         if node is self.item:

@@ -177,3 +177,29 @@ def test_build_notice(pytester: pytest.Pytester):
         result.stdout.no_fnmatch_line(gil_notice)
     else:
         result.stdout.fnmatch_lines([gil_notice])
+
+
+def test_interrupt_still_tears_down_fixtures(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+
+        @pytest.fixture(scope="module")
+        def shared():
+            yield
+            print("SHARED-TORN-DOWN")
+
+        @pytest.fixture
+        def own():
+            yield
+            print("OWN-TORN-DOWN")
+
+        def test_a(shared, own): raise KeyboardInterrupt
+        def test_b(shared): pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2", "-s")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert "OWN-TORN-DOWN" in result.stdout.str()
+    assert "SHARED-TORN-DOWN" in result.stdout.str()
