@@ -107,6 +107,7 @@ class ThreadedLogging:
     def __init__(self, config: pytest.Config) -> None:
         self.plugin = config.pluginmanager.get_plugin("logging-plugin")
         self._undo: list[Any] = []
+        self._local = threading.local()
 
     def __enter__(self) -> ThreadedLogging:
         plugin = self.plugin
@@ -134,6 +135,27 @@ class ThreadedLogging:
         while self._undo:
             self._undo.pop()()
 
+    def _thread_handlers(self) -> list[LogCaptureHandler]:
+        """This thread's handlers, reused test after test (pytest reuses one set as well;
+        creating handlers takes logging's global lock)."""
+        handlers = getattr(self._local, "handlers", None)
+        if handlers is None:
+            plugin = self.plugin
+            caplog_handler = LogCaptureHandler()
+            report_handler = LogCaptureHandler()
+            report_handler.setFormatter(plugin.formatter)
+            if plugin.log_level is not None:
+                caplog_handler.setLevel(plugin.log_level)
+                report_handler.setLevel(plugin.log_level)
+            handlers = [caplog_handler, report_handler]
+            if plugin._log_cli_enabled():
+                live = LogCaptureHandler()
+                live.setFormatter(plugin.log_cli_handler.formatter)
+                live.setLevel(plugin.log_cli_handler.level)
+                handlers.append(live)
+            self._local.handlers = handlers
+        return handlers
+
     def _runtest_for_factory(self, original: Any) -> Any:
         plugin = self.plugin
 
@@ -144,22 +166,16 @@ class ThreadedLogging:
                 with original(item, when):
                     yield
                 return
-            caplog_handler = LogCaptureHandler()
-            report_handler = LogCaptureHandler()
-            report_handler.setFormatter(plugin.formatter)
+            handlers = self._thread_handlers()
+            for handler in handlers:
+                handler.reset()
+            caplog_handler, report_handler = handlers[0], handlers[1]
             if plugin.log_level is not None:
                 caplog_handler.setLevel(plugin.log_level)
-                report_handler.setLevel(plugin.log_level)
-            handlers: list[logging.Handler] = [caplog_handler, report_handler]
-            live = None
-            if plugin._log_cli_enabled():
-                live = LogCaptureHandler()
-                live.setFormatter(plugin.log_cli_handler.formatter)
-                live.setLevel(plugin.log_cli_handler.level)
-                handlers.append(live)
+            live = handlers[2] if len(handlers) > 2 else None
             item.stash[caplog_records_key][when] = caplog_handler.records
             item.stash[caplog_handler_key] = caplog_handler
-            run.log_handlers = handlers
+            run.log_handlers = list(handlers)
             try:
                 yield
             finally:
