@@ -19,11 +19,16 @@ lint:
 
 test: build lint test-3.13 test-3.13t
 
+# The suite, then the examples run both sequentially and in the pool.
 test-3.13:
 	.venv-3.13/bin/python -m pytest $(PYTEST_ARGS)
+	.venv-3.13/bin/python -m pytest examples -q -p no:cacheprovider
+	.venv-3.13/bin/python -m pytest examples -q -p no:cacheprovider --threadpool auto
 
 test-3.13t:
 	.venv-3.13t/bin/python -m pytest $(PYTEST_ARGS)
+	.venv-3.13t/bin/python -m pytest examples -q -p no:cacheprovider
+	.venv-3.13t/bin/python -m pytest examples -q -p no:cacheprovider --threadpool auto
 
 # Repeat the concurrency-heavy tests many times on the free-threaded build.
 STRESS_RUNS ?= 20
