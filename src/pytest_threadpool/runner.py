@@ -13,6 +13,7 @@ from _pytest import timing
 from _pytest.runner import CallInfo
 
 from pytest_threadpool import _engine
+from pytest_threadpool.assertion_hooks import per_thread_assertion_hooks
 from pytest_threadpool.capture_integration import ThreadedCapture
 from pytest_threadpool.context import acting_for
 from pytest_threadpool.crash_notes import crash_attribution
@@ -77,6 +78,7 @@ class ThreadedSession:
             stack.enter_context(inherited_capture())
             stack.enter_context(per_test_unhandled(self.config))
             stack.enter_context(serialised_basetemp())
+            stack.enter_context(per_thread_assertion_hooks())
             # Registered before the pool, so it runs after the pool has shut down.
             stack.callback(self._teardown_after_abort)
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")

@@ -218,3 +218,41 @@ def test_capteesys_reads_and_reports(pytester: pytest.Pytester):
     section = result.stdout.str().split("Captured stdout call")[1]
     assert "teed line" in section
     assert result.stdout.lines.count("teed line") == 1
+
+
+def test_assertion_diffs_survive_concurrent_tests_finishing(pytester: pytest.Pytester):
+    # test_late's protocol starts only once test_early runs (so its assertion hooks were set
+    # first), and fails after test_early finished (and restored its hooks).
+    pytester.makeconftest(
+        """
+        import threading, pytest
+        early_running = threading.Event()
+        early_done = threading.Event()
+
+        @pytest.hookimpl(wrapper=True, tryfirst=True)
+        def pytest_runtest_protocol(item):
+            if item.name == "test_late":
+                assert early_running.wait(20)
+            try:
+                return (yield)
+            finally:
+                if item.name == "test_early":
+                    early_done.set()
+        """
+    )
+    pytester.makepyfile(
+        """
+        import conftest, pytest
+        pytestmark = pytest.mark.parallelizable("all")
+
+        def test_early():
+            conftest.early_running.set()
+
+        def test_late():
+            assert conftest.early_done.wait(20)
+            assert [1, 2, 3] == [1, 2, 4]
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*At index 2 diff: 3 != 4*"])
