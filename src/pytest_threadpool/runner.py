@@ -21,12 +21,14 @@ from pytest_threadpool.environ import per_thread_current_test
 from pytest_threadpool.execution import run_protocol
 from pytest_threadpool.fixture_isolation import isolated_function_fixtures
 from pytest_threadpool.grouping import Group, Planner
+from pytest_threadpool.hook_proxies import cached_hook_proxies
 from pytest_threadpool.item_run import ItemRun
 from pytest_threadpool.logging_capture import ThreadedLogging
 from pytest_threadpool.options import Settings
 from pytest_threadpool.reporting import Reporter
 from pytest_threadpool.scheduling import DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
+from pytest_threadpool.terminal_output import TerminalFlusher
 from pytest_threadpool.threads import inherited_capture
 from pytest_threadpool.timeouts import Timeouts, timeout_message
 from pytest_threadpool.tmp_paths import serialised_basetemp
@@ -71,6 +73,7 @@ class ThreadedSession:
             self.session._setupstate = RoutingSetupState(self.shared)
             stack.callback(setattr, self.session, "_setupstate", saved_state)
             capture = stack.enter_context(ThreadedCapture(self.config))
+            self.terminal = stack.enter_context(TerminalFlusher(self.config).installed())
             stack.enter_context(crash_attribution(capture.terminal_stderr_fd))
             stack.enter_context(per_thread_current_test())
             stack.enter_context(routed_warnings(self.config))
@@ -79,6 +82,7 @@ class ThreadedSession:
             stack.enter_context(per_test_unhandled(self.config))
             stack.enter_context(serialised_basetemp())
             stack.enter_context(per_thread_assertion_hooks())
+            stack.enter_context(cached_hook_proxies(self.session))
             # Registered before the pool, so it runs after the pool has shut down.
             stack.callback(self._teardown_after_abort)
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
@@ -173,7 +177,8 @@ class ThreadedSession:
         self._prepare(run)
         _engine.set_crash_label(run.item.nodeid)
         try:
-            run_protocol(run, self.shared, self._teardown_shared)
+            with self.terminal.immediate():
+                run_protocol(run, self.shared, self._teardown_shared)
         finally:
             _engine.set_crash_label(None)
         self.history.record(run.item, run.reports)
@@ -257,9 +262,14 @@ class ThreadedSession:
     def _poll(self, timeout: float | None) -> bool:
         """Handle one thing from the pool; False if nothing arrived within ``timeout``."""
         assert self.pool is not None
-        result = self.pool.next_result(timeout)
+        result = self.pool.next_result(0)
         if result is None:
-            return False
+            if timeout == 0:
+                return False
+            self.terminal.flush()  # about to wait: show what was reported so far
+            result = self.pool.next_result(timeout)
+            if result is None:
+                return False
         run = self.runs.pop(result.id)
         for node in run.item.listchain()[:-1]:
             pending = self.pending_under.get(node)
