@@ -37,7 +37,7 @@ LOGS = RESULTS / "logs"
 DEFAULT_ROUNDS = 3
 RUN_TIMEOUT_S = 300.0
 THREAD_OVERRIDES = {"io": 64}  # ours and the opponent; xdist always gets one worker per CPU
-PYTEST_ARGS = ["-q", "-p", "no:cacheprovider"]
+PYTEST_ARGS = ["-q"]
 PYTEST_PIN = "pytest==9.0.2"
 OPPONENT_PIN = "pytest-threadpool==0.4.0"
 XDIST_PIN = "pytest-xdist==3.8.0"
@@ -160,6 +160,12 @@ def prepare_interpreter(name: str, configs: list[str]) -> Interpreter:
 # Running
 
 
+def cache_args(config: str, interp: str) -> list[str]:
+    """pytest's cache stays on (ours orders tests longest-first from the durations kept there,
+    as it would for a user from the second run on) but each configuration has its own."""
+    return ["-o", f"cache_dir=.cache-{interp}-{config}"]
+
+
 def config_args(config: str, suite: str, workers: int) -> list[str]:
     threads = THREAD_OVERRIDES.get(suite, workers)
     return {
@@ -174,7 +180,11 @@ def run_one(interp: Interpreter, config: str, suite: suites.Suite, workers: int,
     """One timed run, as a JSON-ready record; failures keep their output in bench/results/logs.
     ``tag`` names the round (``r2``) in the log file and the progress line."""
     python = interp.pythons[config]
-    args = [*PYTEST_ARGS, *config_args(config, suite.name, workers)]
+    args = [
+        *PYTEST_ARGS,
+        *cache_args(config, interp.name),
+        *config_args(config, suite.name, workers),
+    ]
     result = measure.run_pytest(python, args, suite.path, RUN_TIMEOUT_S)
     problem = result.problem(suite.tests)
     record = {"seconds": result.seconds, "rss_mib": result.peak_rss_mib, "problem": problem}
@@ -193,7 +203,7 @@ def run_one(interp: Interpreter, config: str, suite: suites.Suite, workers: int,
 
 def warm_up(interp: Interpreter, suite: suites.Suite) -> None:
     """Collect once so assertion-rewritten bytecode is cached before anything is timed."""
-    args = [*PYTEST_ARGS, "-p", "no:threadpool", "--collect-only"]
+    args = [*PYTEST_ARGS, "-p", "no:cacheprovider", "-p", "no:threadpool", "--collect-only"]
     measure.run_pytest(interp.pythons["seq"], args, suite.path, RUN_TIMEOUT_S)
 
 
