@@ -44,6 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     if not settings.parallel:
         return
+    if config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no":
+        raise pytest.UsageError(
+            "--threadpool cannot be combined with pytest-xdist (-n/--dist): use one of them"
+        )
     for dest, flag in _SEQUENTIAL_OPTIONS.items():
         if config.getoption(dest, None):
             config.issue_config_time_warning(

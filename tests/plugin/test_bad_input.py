@@ -91,6 +91,16 @@ CASES = [
 ]
 
 
+CASES.append(
+    (
+        ["--threadpool", "2", "-n", "2"],
+        "",
+        "",
+        "ERROR: --threadpool cannot be combined with pytest-xdist (-n/--dist): use one of them",
+    )
+)
+
+
 @pytest.mark.parametrize(("args", "ini", "source", "pattern"), CASES)
 def test_user_mistake_gives_one_line_error(
     pytester: pytest.Pytester, args: list[str], ini: str, source: str, pattern: str

@@ -1,0 +1,84 @@
+"""Load: tens of thousands of tests all reported, a thousand threads, memory linear in tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+MODULE = """
+import pytest
+pytestmark = pytest.mark.parallelizable("all")
+
+@pytest.mark.parametrize("i", range({count}))
+def test_many(i):
+    pass
+"""
+
+SLEEPERS = """
+import time, pytest
+pytestmark = pytest.mark.parallelizable("all")
+
+@pytest.mark.parametrize("i", range({count}))
+def test_sleep(i):
+    time.sleep({seconds})
+"""
+
+
+def run_pytest(directory: Path, *args: str) -> tuple[int, str, int]:
+    """Run pytest in a child process; return (exit code, output, peak RSS in KiB)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = process.stdout.read() if process.stdout else ""
+    _pid, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, output, usage.ru_maxrss
+
+
+def make_suite(path: Path, template: str, **fields: object) -> Path:
+    path.mkdir()
+    (path / "test_load.py").write_text(template.format(**fields))
+    return path
+
+
+def test_fifty_thousand_tests_every_result_reported(tmp_path: Path):
+    suite = make_suite(tmp_path / "big", MODULE, count=50_000)
+    code, output, _rss = run_pytest(suite, "--threadpool", "4", "--junitxml=out.xml")
+    assert code == 0, output[-3000:]
+    assert "50000 passed" in output
+    cases = list(ET.parse(suite / "out.xml").getroot().iter("testcase"))
+    assert len(cases) == 50_000
+    assert len({(c.get("classname"), c.get("name")) for c in cases}) == 50_000
+
+
+def test_a_thousand_threads_on_io_bound_tests(tmp_path: Path):
+    suite = make_suite(tmp_path / "io", SLEEPERS, count=3000, seconds=0.01)
+    code, output, _rss = run_pytest(suite, "--threadpool", "1000")
+    assert code == 0, output[-3000:]
+    assert "3000 passed" in output
+
+
+@pytest.mark.parametrize("factor", [5])
+def test_memory_grows_at_most_linearly_with_tests(tmp_path: Path, factor: int):
+    small, large = 4_000, 4_000 * factor
+    empty = make_suite(tmp_path / "empty", MODULE, count=1)
+    runs = {}
+    for name, count in (("small", small), ("large", large)):
+        suite = make_suite(tmp_path / name, MODULE, count=count)
+        code, output, rss = run_pytest(suite, "--threadpool", "4")
+        assert code == 0, output[-3000:]
+        runs[name] = rss
+    _code, _output, base = run_pytest(empty, "--threadpool", "4")
+    per_test_small = (runs["small"] - base) / small
+    per_test_large = (runs["large"] - base) / large
+    # Linear growth keeps the per-test cost flat; allow 50% for allocator noise.
+    assert per_test_large <= per_test_small * 1.5 + 1, (base, runs)
