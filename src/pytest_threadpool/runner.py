@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import sysconfig
 import threading
+import time
 from collections.abc import Iterable
 
 import pytest
@@ -35,6 +37,8 @@ from pytest_threadpool.tmp_paths import serialised_basetemp
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
 
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
 
 class ThreadedSession:
     def __init__(
@@ -54,6 +58,7 @@ class ThreadedSession:
         self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
         self.pending_under: dict[pytest.Node, set[int]] = collections.defaultdict(set)
         self.chain_tail: dict[object, int] = {}
+        self.last_cpu_bound: int | None = None
         # Finished runs not reported yet: a test that closes scopes waits for the other tests
         # under those scopes, so their teardown (and its errors) can join its teardown report.
         self.ready: list[ItemRun] = []
@@ -153,6 +158,10 @@ class ThreadedSession:
         deps: tuple[int, ...] = ()
         if chain_key is not None and chain_key in self.chain_tail:
             deps = (self.chain_tail[chain_key],)  # variants of one function, one after another
+        if not FREE_THREADED and self.history.cpu_bound(run.item):
+            # GIL build: CPU-bound tests cannot overlap usefully, only contend; one at a time.
+            if self.last_cpu_bound is not None:
+                deps = (*deps, self.last_cpu_bound)
         timeout = self.timeouts.for_item(run.item)
         run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
         task_id = self.pool.submit(
@@ -165,13 +174,19 @@ class ThreadedSession:
         )
         run.task_id = task_id
         self.runs[task_id] = run
+        if not FREE_THREADED and self.history.cpu_bound(run.item):
+            self.last_cpu_bound = task_id
         if chain_key is not None:
             self.chain_tail[chain_key] = task_id
         for node in run.item.listchain()[:-1]:
             self.pending_under[node].add(task_id)
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
-        run_protocol(run, self.shared, self._teardown_shared)
+        start = time.thread_time()
+        try:
+            run_protocol(run, self.shared, self._teardown_shared)
+        finally:
+            run.cpu_time = time.thread_time() - start
 
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)
@@ -291,7 +306,7 @@ class ThreadedSession:
                 out, err = run.capture.take()
                 self.reporter.print_block(out + err)
             raise result.exception
-        self.history.record(run.item, run.reports, result.run_time)
+        self.history.record(run.item, run.reports, result.run_time, run.cpu_time)
         self.ready.append(run)
         self._emit_ready()
         return True

@@ -203,3 +203,28 @@ def test_interrupt_still_tears_down_fixtures(pytester: pytest.Pytester):
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert "OWN-TORN-DOWN" in result.stdout.str()
     assert "SHARED-TORN-DOWN" in result.stdout.str()
+
+
+def test_durations_and_cpu_share_are_recorded_for_the_next_run(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import time, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_busy():
+            end = time.thread_time() + 0.2
+            while time.thread_time() < end:
+                pass
+        def test_sleeps(): time.sleep(0.2)
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=2)
+    import json
+
+    cache = pytester.path / ".pytest_cache" / "v" / "threadpool"
+    durations = json.loads((cache / "durations").read_text())
+    shares = json.loads((cache / "cpu-share").read_text())
+    busy = "test_durations_and_cpu_share_are_recorded_for_the_next_run.py::test_busy"
+    sleeps = busy.replace("test_busy", "test_sleeps")
+    assert durations[busy] >= 0.2 and durations[sleeps] >= 0.2
+    assert shares[busy] > 0.5 > shares[sleeps]
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=2)
