@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from _pytest.scope import Scope
 
+from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
 from pytest_threadpool.markers import (
     MARKER_NOT_PARALLELIZABLE,
     MARKER_PARALLELIZABLE,
@@ -263,19 +264,9 @@ def _compatible(previous: Group, item: pytest.Item) -> bool:
     if any(theirs.get(name, index) != index for name, index in mine.items()):
         return False
     shared_chain = set(last.listchain())
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
+    if getattr(item, "_fixtureinfo", None) is None:
         return False
-    callspec = getattr(item, "callspec", None)
-    for name in item.fixturenames:
-        defs = info.name2fixturedefs.get(name)
-        if not defs:
-            continue
-        scope = defs[-1]._scope
-        if callspec is not None and name in callspec._arg2scope:
-            scope = callspec._arg2scope[name]
-        if scope is Scope.Function:
-            continue
+    for _name, scope in wider_scoped_fixtures(item):
         node_type = _SCOPE_NODE_TYPES.get(scope)
         node = item.session if node_type is None else item.getparent(node_type)
         if node is None or node not in shared_chain:

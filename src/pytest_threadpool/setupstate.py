@@ -17,7 +17,8 @@ from collections.abc import Callable
 import pytest
 from _pytest.outcomes import TEST_OUTCOME
 from _pytest.runner import SetupState
-from _pytest.scope import Scope
+
+from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
 
 ExcInfo = tuple[BaseException, types.TracebackType | None]
 NodeEntry = tuple[list[Callable[[], object]], ExcInfo | None]
@@ -99,19 +100,9 @@ class SharedScopes:
         """Create the class/module/package/session fixtures ``item`` requests, in the order
         pytest would, stopping at the first error (the item's own setup re-raises it)."""
         request = getattr(item, "_request", None)
-        info = getattr(item, "_fixtureinfo", None)
-        if not request or info is None:
+        if not request:
             return
-        callspec = getattr(item, "callspec", None)
-        for name in item.fixturenames:
-            defs = info.name2fixturedefs.get(name)
-            if not defs:
-                continue
-            scope = defs[-1]._scope
-            if callspec is not None and name in callspec._arg2scope:
-                scope = callspec._arg2scope[name]
-            if scope is Scope.Function:
-                continue
+        for name, _scope in wider_scoped_fixtures(item):
             try:
                 with self.fixture_lock:
                     request.getfixturevalue(name)
