@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Repeat the concurrency-heavy engine tests N times on the free-threaded build.
+# Repeat the concurrency-heavy tests (engine, and the plugin's threaded-run suites) N times on
+# the free-threaded build.
 # Usage: bash scripts/stress.sh [N]   (default 20). Exits non-zero if any run failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -11,6 +12,12 @@ tests=(
   tests/engine/test_dispatcher.py
   tests/engine/test_watchdog.py
   tests/engine/test_crash.py
+  tests/plugin/test_parity.py
+  tests/plugin/test_fixtures.py
+  tests/plugin/test_isolation.py
+  tests/plugin/test_logging.py
+  tests/plugin/test_reporting_output.py
+  tests/plugin/test_control_flow.py
 )
 [ -x "$py" ] || { echo "stress: $py not found (run make setup)" >&2; exit 2; }
 
