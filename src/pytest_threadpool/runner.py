@@ -32,7 +32,7 @@ from pytest_threadpool.scheduling import DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
 from pytest_threadpool.terminal_output import TerminalFlusher
 from pytest_threadpool.threads import inherited_capture
-from pytest_threadpool.timeouts import Timeouts, timeout_message
+from pytest_threadpool.timeouts import Timeouts, main_thread_alarm, timeout_message
 from pytest_threadpool.tmp_paths import serialised_basetemp
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
@@ -191,8 +191,10 @@ class ThreadedSession:
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)
         _engine.set_crash_label(run.item.nodeid)
+        timeout = self.timeouts.for_item(run.item)
+        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
         try:
-            with self.terminal.immediate():
+            with self.terminal.immediate(), main_thread_alarm(timeout):
                 run_protocol(run, self.shared, self._teardown_shared)
         finally:
             _engine.set_crash_label(None)

@@ -8,6 +8,10 @@ switched off and we enforce its settings). 0 means no timeout.
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 
 from pytest_threadpool import _engine
@@ -71,3 +75,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type
         if seconds:
             excinfo.value.args = (timeout_message(seconds),)
     return (yield)
+
+
+@contextmanager
+def main_thread_alarm(seconds: float) -> Iterator[None]:
+    """Timeout for a test that runs alone on the main thread: SIGALRM raises ``TaskTimeout``
+    there (the watchdog's asynchronous exception is for pool threads). Blocking calls are
+    interrupted by the signal, so a sleeping or waiting test stops too."""
+    if not seconds or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _engine.TaskTimeout(timeout_message(seconds))
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

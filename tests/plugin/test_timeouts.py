@@ -62,3 +62,28 @@ def test_bad_timeout_marker_is_one_line_error(pytester: pytest.Pytester):
     result = pytester.runpytest("--threadpool", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: *test_a: invalid timeout 'soon'*"])
+
+
+def test_timeout_applies_to_tests_that_run_alone(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import time, pytest
+
+        @pytest.mark.not_parallelizable
+        def test_alone_and_slow():
+            time.sleep(30)
+
+        def test_unmarked_busy():
+            while True:
+                pass
+
+        @pytest.mark.parallelizable("children")
+        class TestPool:
+            def test_a(self): pass
+            def test_b(self): pass
+        """
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2", "--threadpool-timeout", "0.5")
+    result.assert_outcomes(passed=2, failed=2)
+    assert result.stdout.str().count("TaskTimeout: Timeout after 0.5 s") == 2
+    assert result.duration < 20
