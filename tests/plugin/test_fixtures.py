@@ -285,3 +285,40 @@ def test_tmp_path_first_use_by_concurrent_tests(pytester: pytest.Pytester):
         """
     )
     pytester.runpytest("--threadpool", "4").assert_outcomes(passed=5)
+
+
+def test_unittest_testcase_classes_run_in_the_pool(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        """
+        import threading, unittest, pytest
+
+        barrier = threading.Barrier(2, timeout=20)
+
+        @pytest.mark.parallelizable("children")
+        class TestUnit(unittest.TestCase):
+            @classmethod
+            def setUpClass(cls):
+                cls.on_main = threading.current_thread() is threading.main_thread()
+
+            def setUp(self):
+                self.value = 1
+
+            def test_a(self):
+                barrier.wait()
+                self.assertTrue(self.on_main)
+
+            def test_b(self):
+                barrier.wait()
+                self.assertEqual(self.value, 1)
+
+            def test_fail(self):
+                self.assertEqual([1, 2], [1, 3])
+
+            @unittest.skip("not today")
+            def test_skip(self):
+                pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2")
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*Lists differ*"])
