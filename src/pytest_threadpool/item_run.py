@@ -27,9 +27,6 @@ class ItemRun:
     outputs: dict[str, tuple[str, str]] = field(default_factory=dict)
     warnings: list[warnings.WarningMessage] = field(default_factory=list)
     warning_keys: set[tuple] = field(default_factory=set)  # shown-once bookkeeping
-    # An exception that must end the session (KeyboardInterrupt, pytest.exit) raised in the test.
-    session_exception: BaseException | None = None
-    timed_out: bool = False
     # The thread-aware capsys-like fixture the test requested, if any.
     capsys: Any = None
     # Logging: handlers receiving this test's records in the current phase, its caplog level
@@ -43,7 +40,3 @@ class ItemRun:
     protocol_done: bool = False  # later records go to pytest's shared queue
     setup_state: Any = None  # its ItemSetupState (holds the item-level teardown errors)
     cpu_time: float | None = None  # seconds of its worker's CPU (for the GIL-build scheduler)
-
-    @property
-    def nodeid(self) -> str:
-        return self.item.nodeid

@@ -6,9 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import sysconfig
-import threading
 import time
-from collections.abc import Iterable
 
 import pytest
 from _pytest import timing
@@ -65,7 +63,6 @@ class ThreadedSession:
         self.stopping = False
         self.aborting = False
         self.alone: list[tuple[str, str]] = []  # (nodeid, reason) of tests that ran alone
-        self._main = threading.main_thread()
 
     # -- entry point -------------------------------------------------------------------
 
@@ -109,16 +106,16 @@ class ThreadedSession:
     def _run_groups(self, groups: list[Group], chains: dict, items: list[pytest.Item]) -> None:
         position = {item: index for index, item in enumerate(items)}
         for group in groups:
-            if self._should_stop():
+            if self._session_stopping():
                 break
             if group.barrier_before or not group.parallel:
                 self._drain()
-                if self._should_stop():
+                if self._session_stopping():
                     break
             if not group.parallel:
                 for item in group.items:
                     self._run_inline(self._new_run(item, position[item], items, group))
-                    if self._should_stop():
+                    if self._session_stopping():
                         break
                 continue
             for item in group.items:
@@ -126,7 +123,7 @@ class ThreadedSession:
                 self._prepare(run)
                 self._submit(run, chains.get(item))
                 self._poll(0)
-                if self._should_stop():
+                if self._session_stopping():
                     break
         self._drain()
         self._finish_remaining_scopes()
@@ -344,7 +341,7 @@ class ThreadedSession:
                 continue  # others under its scopes still run: they must finish first
             self.ready.remove(run)
             self.reporter.emit(run, before_teardown=self._close_scopes)
-            if self._should_stop():
+            if self._session_stopping():
                 self._stop()
 
     def _drain(self) -> None:
@@ -359,9 +356,6 @@ class ThreadedSession:
 
     def _session_stopping(self) -> bool:
         return bool(self.stopping or self.session.shouldfail or self.session.shouldstop)
-
-    def _should_stop(self) -> bool:
-        return self._session_stopping()
 
     def _stop(self) -> None:
         """-x / --maxfail reached: nothing new starts; running tests finish and are reported."""
@@ -384,12 +378,6 @@ class ThreadedSession:
     def _shutdown_pool(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, timeout=None if not self.aborting else 5.0)
-
-    def hung_summary(self) -> list[str]:
-        return self.hung
-
-    def alone_summary(self) -> Iterable[tuple[str, str]]:
-        return self.alone
 
 
 def _synthetic_report(

@@ -40,9 +40,6 @@ class _PerTestQueue:
     def pop(self) -> Any:
         return self._queue().pop()
 
-    def __len__(self) -> int:
-        return len(self.shared)
-
 
 @contextmanager
 def per_test_unhandled(config: pytest.Config) -> Iterator[None]:
