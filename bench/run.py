@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,7 @@ PYTEST_PIN = "pytest==9.0.2"
 OPPONENT_PIN = "pytest-threadpool==0.4.0"
 XDIST_PIN = "pytest-xdist==3.8.0"
 CHART_PIN = "matplotlib==3.11.2"
+OURS_VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 INTERPRETERS = {"3.13t": REPO / ".venv-3.13t", "3.13": REPO / ".venv-3.13"}
 CONFIGS = {
@@ -50,8 +53,15 @@ CONFIGS = {
     "opponent": f"{OPPONENT_PIN} --threadpool",
     "xdist": f"{XDIST_PIN} -n",
 }
-# Separate venvs: ours and the opponent share the import name and the --threadpool option.
-BENCH_VENV_REQUIREMENTS = {"opponent": (PYTEST_PIN, OPPONENT_PIN), "xdist": (PYTEST_PIN, XDIST_PIN)}
+# Separate venvs: ours and the opponent share the import name and the --threadpool option. Each
+# holds pytest and one runner only (the repo venvs also carry xdist and the dev tools, whose
+# start-up and memory would be charged to ours). `seq` runs in ours' venv with our plugin off.
+BENCH_VENV_REQUIREMENTS = {
+    "ours": (PYTEST_PIN, str(REPO)),
+    "opponent": (PYTEST_PIN, OPPONENT_PIN),
+    "xdist": (PYTEST_PIN, XDIST_PIN),
+}
+SOURCE_GLOBS = ("src/pytest_threadpool/**/*.py", "src/pytest_threadpool/**/*.[ch]")
 RATIOS = (("ours", "seq"), ("ours", "opponent"), ("ours", "xdist"))
 
 PROBE = """
@@ -91,11 +101,21 @@ def probe(python: Path) -> dict:
     return json.loads(out.stdout)
 
 
-def ensure_venv(path: Path, base: str, requirements: tuple[str, ...]) -> Path:
-    """Create (or reuse, when its stamp matches) a venv with ``requirements``; return python."""
+def source_digest() -> str:
+    """Hash of what a wheel of ours is built from: the bench venv is rebuilt when it changes."""
+    digest = hashlib.sha256()
+    files = sorted({f for pattern in SOURCE_GLOBS for f in REPO.glob(pattern)})
+    for path in [*files, REPO / "setup.py", REPO / "pyproject.toml"]:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_venv(path: Path, base: str, requirements: tuple[str, ...], source: str = "") -> Path:
+    """Create (or reuse, when its stamp matches) a venv with ``requirements``; return python.
+    ``source`` names the sources a local requirement is built from (see ``source_digest``)."""
     python = path / "bin" / "python"
     stamp = path / ".bench-stamp"
-    want = json.dumps({"base": base, "requirements": requirements})
+    want = json.dumps({"base": base, "requirements": requirements, "source": source})
     if python.exists() and stamp.is_file() and stamp.read_text() == want:
         return python
     log(f"[bench] creating {path.relative_to(REPO)} ({', '.join(requirements)})")
@@ -117,8 +137,10 @@ def check_identity(config: str, info: dict) -> None:
     """Make sure each venv holds exactly the runner it is supposed to benchmark."""
     ours_src = str(REPO / "src")
     path = info["plugin_path"] or ""
+    installed_ours = info["plugin"] == OURS_VERSION and not path.startswith(ours_src)
     problems = {
-        "ours": not path.startswith(ours_src),
+        "dev": not path.startswith(ours_src),
+        "ours": not installed_ours or info["xdist"] is not None,
         "opponent": path.startswith(ours_src) or info["plugin"] != OPPONENT_PIN.split("==")[1],
         "xdist": info["plugin"] is not None or info["xdist"] is None,
     }
@@ -135,24 +157,29 @@ class Interpreter:
 
 
 def prepare_interpreter(name: str, configs: list[str]) -> Interpreter:
-    ours = INTERPRETERS[name] / "bin" / "python"
-    if not ours.exists():
-        raise SystemExit(f"{ours} is missing: run `make setup` first")
-    ours_info = probe(ours)
-    check_identity("ours", ours_info)
-    interp = Interpreter(name, {"seq": ours, "ours": ours}, {"ours": ours_info}, {})
-    for config in configs:
-        if config not in BENCH_VENV_REQUIREMENTS:
-            continue
+    dev = INTERPRETERS[name] / "bin" / "python"
+    if not dev.exists():
+        raise SystemExit(f"{dev} is missing: run `make setup` first")
+    dev_info = probe(dev)
+    check_identity("dev", dev_info)
+    interp = Interpreter(name, {}, {}, {})
+    # ours first: without it there is nothing to compare (and seq runs in its venv).
+    wanted = ["ours", *(c for c in configs if c in BENCH_VENV_REQUIREMENTS and c != "ours")]
+    for config in wanted:
+        source = source_digest() if config == "ours" else ""
+        venv = VENVS / f"{config}-{name}"
         try:
-            venv = VENVS / f"{config}-{name}"
-            python = ensure_venv(venv, ours_info["base"], BENCH_VENV_REQUIREMENTS[config])
+            python = ensure_venv(venv, dev_info["base"], BENCH_VENV_REQUIREMENTS[config], source)
             interp.info[config] = probe(python)
             check_identity(config, interp.info[config])
-            interp.pythons[config] = python
         except (RuntimeError, subprocess.CalledProcessError) as exc:
+            if config == "ours":
+                raise SystemExit(f"cannot build the bench venv for ours on {name}: {exc}") from None
             interp.unavailable[config] = str(exc).splitlines()[0]
             log(f"[bench] {config} on {name} unavailable: {exc}")
+            continue
+        interp.pythons[config] = python
+    interp.pythons["seq"] = interp.pythons["ours"]
     return interp
 
 
