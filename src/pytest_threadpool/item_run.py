@@ -39,4 +39,4 @@ class ItemRun:
     unraisable_exceptions: list[Any] = field(default_factory=list)
     protocol_done: bool = False  # later records go to pytest's shared queue
     setup_state: Any = None  # its ItemSetupState (holds the item-level teardown errors)
-    cpu_time: float | None = None  # seconds of its worker's CPU (for the GIL-build scheduler)
+    cpu_time: float | None = None  # seconds of its thread's CPU (for the GIL-build scheduler)

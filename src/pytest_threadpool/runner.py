@@ -56,7 +56,7 @@ class ThreadedSession:
         self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
         self.pending_under: dict[pytest.Node, set[int]] = collections.defaultdict(set)
         self.chain_tail: dict[object, int] = {}
-        self.last_cpu_bound: int | None = None
+        self.main_chains: set[object] = set()  # chains run on the main thread (GIL build)
         # Finished runs not reported yet: a test that closes scopes waits for the other tests
         # under those scopes, so their teardown (and its errors) can join its teardown report.
         self.ready: list[ItemRun] = []
@@ -118,13 +118,25 @@ class ThreadedSession:
                     if self._session_stopping():
                         break
                 continue
+            on_main: list[ItemRun] = []
             for item in group.items:
                 run = self._new_run(item, position[item], items, group)
                 self._prepare(run)
-                self._submit(run, chains.get(item))
-                self._poll(0)
+                if self._runs_on_main(run, chains.get(item)):
+                    self._hold_for_main(run)
+                    on_main.append(run)
+                else:
+                    self._submit(run, chains.get(item))
+                    self._poll(0)
                 if self._session_stopping():
                     break
+            for run in on_main:
+                if self._session_stopping():
+                    self._release_from_main(run)
+                    continue
+                self._run_on_main(run)
+                while self._poll(0):
+                    pass
         self._drain()
         self._finish_remaining_scopes()
 
@@ -155,10 +167,6 @@ class ThreadedSession:
         deps: tuple[int, ...] = ()
         if chain_key is not None and chain_key in self.chain_tail:
             deps = (self.chain_tail[chain_key],)  # variants of one function, one after another
-        if not FREE_THREADED and self.history.cpu_bound(run.item):
-            # GIL build: CPU-bound tests cannot overlap usefully, only contend; one at a time.
-            if self.last_cpu_bound is not None:
-                deps = (*deps, self.last_cpu_bound)
         timeout = self.timeouts.for_item(run.item)
         run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
         task_id = self.pool.submit(
@@ -171,8 +179,6 @@ class ThreadedSession:
         )
         run.task_id = task_id
         self.runs[task_id] = run
-        if not FREE_THREADED and self.history.cpu_bound(run.item):
-            self.last_cpu_bound = task_id
         if chain_key is not None:
             self.chain_tail[chain_key] = task_id
         for node in run.item.listchain()[:-1]:
@@ -184,6 +190,63 @@ class ThreadedSession:
             run_protocol(run, self.shared, self._teardown_shared)
         finally:
             run.cpu_time = time.thread_time() - start
+
+    # -- CPU-bound tests on a GIL build ---------------------------------------------------
+
+    def _runs_on_main(self, run: ItemRun, chain_key: object) -> bool:
+        """GIL build: a test that computed on its own thread for most of its last run gains
+        nothing from a worker and loses the GIL hand-offs; the main thread runs it after the
+        group's other tests are started, so I/O-bound ones still overlap. Variants of one
+        function stay together (on the main thread, or chained in the pool) so they still
+        run one after another."""
+        if FREE_THREADED:
+            return False
+        if chain_key is not None:
+            if chain_key in self.main_chains:
+                return True
+            if chain_key in self.chain_tail:
+                return False
+        if not self.history.cpu_bound(run.item):
+            return False
+        if chain_key is not None:
+            self.main_chains.add(chain_key)
+        return True
+
+    def _hold_for_main(self, run: ItemRun) -> None:
+        """Keep the item's scopes open until it has run, as a pool task would."""
+        run.task_id = -1 - run.index
+        for node in run.item.listchain()[:-1]:
+            self.pending_under[node].add(run.task_id)
+
+    def _release_from_main(self, run: ItemRun) -> None:
+        for node in run.item.listchain()[:-1]:
+            pending = self.pending_under.get(node)
+            if pending is not None:
+                pending.discard(run.task_id)
+                if not pending:
+                    del self.pending_under[node]
+
+    def _run_on_main(self, run: ItemRun) -> None:
+        """A pool-style run (reports collected, shared scopes closed by ``_close_scopes``)
+        executed on the main thread."""
+        timeout = self.timeouts.for_item(run.item)
+        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
+        _engine.set_crash_label(run.item.nodeid)
+        start = time.perf_counter()
+        try:
+            with main_thread_alarm(timeout):
+                self._execute(run)
+        except BaseException:
+            self._release_from_main(run)
+            if run.reports:
+                self.reporter.emit(run)
+            raise
+        finally:
+            _engine.set_crash_label(None)
+        self._release_from_main(run)
+        self.history.record(run.item, run.reports, time.perf_counter() - start, run.cpu_time)
+        self.ready.append(run)
+        self._emit_ready()
 
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)

@@ -228,3 +228,76 @@ def test_durations_and_cpu_share_are_recorded_for_the_next_run(pytester: pytest.
     assert durations[busy] >= 0.2 and durations[sleeps] >= 0.2
     assert shares[busy] > 0.5 > shares[sleeps]
     pytester.runpytest("--threadpool", "2").assert_outcomes(passed=2)
+
+
+def test_cpu_bound_tests_run_on_the_main_thread_of_a_gil_build(pytester: pytest.Pytester):
+    """From the second run on, a GIL build runs tests known to be CPU-bound on the main thread
+    (no GIL hand-offs); I/O-bound ones stay on workers. Shared scopes still close last."""
+    pytester.makepyfile(
+        """
+        import threading, time, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        EVENTS = []
+
+        @pytest.fixture(scope="module")
+        def shared():
+            yield
+            EVENTS.append(("teardown", "shared"))
+            with open("events.txt", "w") as f:
+                f.write(repr(EVENTS))
+
+        def note(name):
+            EVENTS.append((name, threading.current_thread().name))
+
+        def busy():
+            end = time.thread_time() + 0.05
+            while time.thread_time() < end:
+                pass
+
+        def test_busy_1(shared): busy(); note("busy_1")
+        def test_sleep_1(shared): time.sleep(0.05); note("sleep_1")
+        def test_busy_2(shared): busy(); note("busy_2")
+        def test_sleep_2(shared): time.sleep(0.05); note("sleep_2")
+        """
+    )
+    import ast
+    import sysconfig
+
+    for run in (1, 2):
+        pytester.runpytest("--threadpool", "2").assert_outcomes(passed=4)
+        events = ast.literal_eval((pytester.path / "events.txt").read_text())
+        assert events[-1] == ("teardown", "shared") and len(events) == 5
+        threads = dict(events[:-1])
+        assert threads["sleep_1"].startswith("threadpool-worker")
+        assert threads["sleep_2"].startswith("threadpool-worker")
+        on_main = run == 2 and not sysconfig.get_config_var("Py_GIL_DISABLED")
+        for name in ("busy_1", "busy_2"):
+            assert (threads[name] == "MainThread") is on_main, (run, threads)
+
+
+def test_variants_stay_in_order_when_some_run_on_the_main_thread(pytester: pytest.Pytester):
+    """children: variants of one function never overlap, wherever the GIL-build scheduler puts
+    them (a CPU-bound variant and an I/O-bound one of the same function)."""
+    pytester.makepyfile(
+        """
+        import time, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        RUNNING = []
+
+        @pytest.mark.parametrize("kind", ["busy", "sleep", "busy2", "sleep2"])
+        def test_variant(kind):
+            assert not RUNNING, f"{kind} overlaps {RUNNING}"
+            RUNNING.append(kind)
+            if kind.startswith("busy"):
+                end = time.thread_time() + 0.05
+                while time.thread_time() < end:
+                    pass
+            else:
+                time.sleep(0.05)
+            RUNNING.remove(kind)
+
+        def test_other(): time.sleep(0.05)
+        """
+    )
+    for _ in range(2):
+        pytester.runpytest("--threadpool", "2").assert_outcomes(passed=5)
