@@ -9,6 +9,7 @@ applies to items that no marker decides.
 from __future__ import annotations
 
 import inspect
+import linecache
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -198,10 +199,13 @@ class Planner:
         module = getattr(function, "__module__", None)
         mentions = self._module_mentions.get(module)
         if mentions is None:
+            cached = set(linecache.cache)
             try:
                 source = inspect.getsource(sys.modules[module])  # type: ignore[index]
             except (KeyError, OSError, TypeError):
                 source = ""
+            for filename in set(linecache.cache) - cached:
+                linecache.cache.pop(filename, None)  # read once: don't keep every test file
             mentions = self._module_mentions[module] = bool(_WARNING_FILTER_CALLS.search(source))
         if not mentions:
             return False  # the common case: the module never mentions them
@@ -240,6 +244,7 @@ class Planner:
             if group.parallel and len(group.items) == 1:
                 group.parallel = False
                 group.barrier_before = True
+        self._decisions.clear()  # planned: the per-item cache is not needed during the run
         return groups, chains
 
 
