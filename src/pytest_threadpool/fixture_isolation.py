@@ -16,6 +16,7 @@ from typing import Any
 from _pytest.fixtures import FixtureDef
 from _pytest.scope import Scope
 
+from pytest_threadpool.dict_reads import lookup
 from pytest_threadpool.setupstate import reraise_shared
 
 
@@ -29,14 +30,14 @@ _per_thread = _PerThread()
 
 
 def _is_function_scoped(fixturedef: FixtureDef) -> bool:
-    return fixturedef.__dict__.get("_scope") is Scope.Function
+    return lookup(fixturedef.__dict__, "_scope") is Scope.Function
 
 
 def _get_cached_result(self: FixtureDef) -> Any:
     if _is_function_scoped(self):
         entry = _per_thread.state.get(self)
         return None if entry is None else entry[0]
-    return self.__dict__.get("cached_result")
+    return lookup(self.__dict__, "cached_result")
 
 
 def _set_cached_result(self: FixtureDef, value: Any) -> None:
@@ -81,7 +82,7 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
         if _is_function_scoped(self):
             return original_execute(self, request)
         with shared_lock:
-            cached = self.__dict__.get("cached_result")
+            cached = lookup(self.__dict__, "cached_result")
             if cached is not None and cached[2] is not None:
                 # A cached error that other tests may be raising right now: raise a copy.
                 try:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from pytest_threadpool.dict_reads import lookup
+
 
 @contextmanager
 def cached_hook_proxies(session: pytest.Session) -> Iterator[None]:
@@ -22,7 +24,7 @@ def cached_hook_proxies(session: pytest.Session) -> Iterator[None]:
     cache: dict[Any, Any] = {}
 
     def gethookproxy(fspath: os.PathLike[str]) -> Any:
-        proxy = cache.get(fspath)
+        proxy = lookup(cache, fspath)
         if proxy is None:
             proxy = cache[fspath] = original(fspath)
         return proxy

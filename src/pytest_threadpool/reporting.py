@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from pytest_threadpool.dict_reads import lookup
 from pytest_threadpool.item_run import ItemRun
 
 
@@ -29,7 +30,7 @@ class Reporter:
             if before_teardown is not None and run.reports[index].when == "teardown":
                 before_teardown(run)
             report = run.reports[index]
-            out, err = run.outputs.get(report.when, ("", ""))
+            out, err = lookup(run.outputs, report.when, ("", ""))
             handled = self.config.hook.pytest_threadpool_report(
                 item=item, report=report, captured_out=out, captured_err=err
             )

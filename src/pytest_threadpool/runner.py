@@ -17,6 +17,7 @@ from pytest_threadpool.assertion_hooks import per_thread_assertion_hooks
 from pytest_threadpool.capture_integration import ThreadedCapture
 from pytest_threadpool.context import acting_for
 from pytest_threadpool.crash_notes import crash_attribution
+from pytest_threadpool.dict_reads import lookup
 from pytest_threadpool.environ import per_thread_current_test
 from pytest_threadpool.execution import run_protocol
 from pytest_threadpool.fixture_isolation import isolated_function_fixtures
@@ -148,6 +149,9 @@ class ThreadedSession:
         closes = [node for node in reversed(item.listchain()[:-1]) if node not in needed]
         inline = not group.parallel
         run = ItemRun(item=item, nextitem=nextitem, index=index, closes=closes, inline=inline)
+        # pytest's cached Item.location, computed here: a worker reading it first would go
+        # through functools.cached_property's dict.get (slow across threads, see dict_reads).
+        _ = item.location
         run.alone_reason = group.alone_reason
         # Tests run on the main thread with -s print live, as in a sequential run.
         run.capture_enabled = not (inline and not self.capturing)
@@ -295,7 +299,7 @@ class ThreadedSession:
         old = run.reports[-1]
         assert old.when == "teardown", old
         item = run.item
-        before_out, before_err = run.outputs.get("teardown", ("", ""))
+        before_out, before_err = lookup(run.outputs, "teardown", ("", ""))
         run.outputs["teardown"] = (before_out + out, before_err + err)
         if run.capture_enabled and self.capturing:
             item._report_sections = [

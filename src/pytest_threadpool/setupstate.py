@@ -18,6 +18,7 @@ import pytest
 from _pytest.outcomes import TEST_OUTCOME
 from _pytest.runner import SetupState
 
+from pytest_threadpool.dict_reads import lookup
 from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
 
 ExcInfo = tuple[BaseException, types.TracebackType | None]
@@ -141,7 +142,7 @@ class ItemSetupState(SetupState):
     def setup(self, item: pytest.Item) -> None:
         assert item is self.item, (item, self.item)
         for col in item.listchain()[:-1]:
-            entry = self.shared.live.get(col)
+            entry = lookup(self.shared.live, col)
             assert entry is not None, f"collector {col!r} was not set up before {item.nodeid}"
             if entry[1] is not None:
                 reraise_shared(*entry[1])
@@ -160,7 +161,7 @@ class ItemSetupState(SetupState):
         if node is self.item:
             self._finalizers.append(finalizer)
             return
-        entry = self.shared.live.get(node)
+        entry = lookup(self.shared.live, node)
         assert entry is not None, (node, self.item)
         entry[0].append(finalizer)
 
@@ -209,7 +210,7 @@ class RoutingSetupState(SetupState):
         if state is not None:
             state.addfinalizer(finalizer, node)
             return
-        entry = self.shared.live.get(node)
+        entry = lookup(self.shared.live, node)
         assert entry is not None, node
         entry[0].append(finalizer)
 
