@@ -190,6 +190,11 @@ class ThreadedSession:
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
         start = time.thread_time()
+        if FREE_THREADED and hasattr(run.item, "_initrequest"):
+            # A fresh fixture request, made on this thread (as pytest does for a re-run): the
+            # one made at collection holds dicts owned by the main thread, and each of pytest's
+            # dict.get calls on them from here waits on the dict's lock (see dict_reads).
+            run.item._initrequest()
         try:
             run_protocol(run, self.shared, self._teardown_shared)
         finally:
