@@ -37,3 +37,22 @@ def test_lookup_reads_values_another_thread_stored():
         ("out teardown", ""),
         None,
     ]
+
+
+def test_pinned_values_are_held_once_per_thread():
+    from pytest_threadpool import dict_reads
+
+    first = {"a": object()}
+    second = {"b": object()}
+    seen: list[list[object] | None] = []
+
+    def worker() -> None:
+        dict_reads.pin_values_for_this_thread([first])
+        dict_reads.pin_values_for_this_thread([second])  # already pinned: no effect
+        seen.append(dict_reads._pins.values)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [[first["a"]]]
+    assert dict_reads._pins.values is None  # the calling thread pinned nothing

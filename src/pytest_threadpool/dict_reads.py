@@ -10,7 +10,8 @@ crosses threads (main thread <-> workers) goes through ``lookup``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 K = TypeVar("K")
@@ -23,3 +24,25 @@ def lookup(mapping: Mapping[K, V], key: K, default: D = None) -> V | D:  # type:
         return mapping[key]
     except KeyError:
         return default
+
+
+class _Pins(threading.local):
+    values: list[object] | None = None
+
+
+_pins = _Pins()
+
+
+def pin_values_for_this_thread(mappings: Iterable[Mapping[object, object]]) -> None:
+    """Hold, from the calling worker, a reference to every value of ``mappings``.
+
+    A value read from another thread's dict takes the locked path above while its reference
+    count is not shared; a live reference from a second thread makes it shared. pytest itself
+    calls ``dict.get`` on main-thread dicts for every test it runs (``sys.modules.get("unittest")``
+    for each report, ``Config.getoption`` through ``_opt2dest``); pinning their values keeps those
+    calls on the fast path. Cheap after the first call on a thread (one thread-local check)."""
+    if _pins.values is None:
+        values: list[object] = []
+        for mapping in mappings:
+            values.extend(dict(mapping).values())
+        _pins.values = values

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import sys
 import sysconfig
 import time
 
@@ -17,7 +18,7 @@ from pytest_threadpool.assertion_hooks import per_thread_assertion_hooks
 from pytest_threadpool.capture_integration import ThreadedCapture
 from pytest_threadpool.context import acting_for
 from pytest_threadpool.crash_notes import crash_attribution
-from pytest_threadpool.dict_reads import lookup
+from pytest_threadpool.dict_reads import lookup, pin_values_for_this_thread
 from pytest_threadpool.environ import per_thread_current_test
 from pytest_threadpool.execution import run_protocol
 from pytest_threadpool.fixture_isolation import isolated_function_fixtures
@@ -53,6 +54,8 @@ class ThreadedSession:
         self.timeouts = Timeouts(self.config, settings.timeout)
         self.hung: list[str] = []
         self.capturing = self.config.getoption("capture", "fd") != "no"
+        # Main-thread dicts that pytest reads with dict.get on workers for every test.
+        self.pinned_maps = [sys.modules, getattr(self.config, "_opt2dest", {})]
         self.pool: _engine.Pool | None = None
         self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
         self.pending_under: dict[pytest.Node, set[int]] = collections.defaultdict(set)
@@ -70,6 +73,11 @@ class ThreadedSession:
     def run(self) -> None:
         items = self.session.items
         groups, chains = self.planner.plan(items)
+        for item in items:
+            # pytest's cached Item.location, computed before any worker starts: reading it
+            # first from a worker (or while one touches the item) goes through
+            # functools.cached_property's dict.get, slow across threads (see dict_reads).
+            _ = item.location
         with contextlib.ExitStack() as stack:
             stack.enter_context(isolated_function_fixtures(self.shared.fixture_lock))
             saved_state = self.session._setupstate
@@ -149,9 +157,6 @@ class ThreadedSession:
         closes = [node for node in reversed(item.listchain()[:-1]) if node not in needed]
         inline = not group.parallel
         run = ItemRun(item=item, nextitem=nextitem, index=index, closes=closes, inline=inline)
-        # pytest's cached Item.location, computed here: a worker reading it first would go
-        # through functools.cached_property's dict.get (slow across threads, see dict_reads).
-        _ = item.location
         run.alone_reason = group.alone_reason
         # Tests run on the main thread with -s print live, as in a sequential run.
         run.capture_enabled = not (inline and not self.capturing)
@@ -190,6 +195,8 @@ class ThreadedSession:
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
         start = time.thread_time()
+        if FREE_THREADED:
+            pin_values_for_this_thread(self.pinned_maps)
         if FREE_THREADED and hasattr(run.item, "_initrequest"):
             # A fresh fixture request, made on this thread (as pytest does for a re-run): the
             # one made at collection holds dicts owned by the main thread, and each of pytest's
