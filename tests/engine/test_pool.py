@@ -474,6 +474,8 @@ def test_sigint_during_next_result(run_py):
         """
         import os, signal, threading, time
         from pytest_threadpool._engine import Pool
+        # A shell that starts us in the background ignores SIGINT; Python then keeps it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         pool = Pool(1)
         pool.start()
         started = threading.Event()

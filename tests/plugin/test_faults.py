@@ -44,6 +44,11 @@ def test_os_exit_names_the_test(pytester: pytest.Pytester):
 
 
 def test_sigint_during_run_stops_promptly_with_interrupted_summary(pytester: pytest.Pytester):
+    # A shell that starts the test run in the background ignores SIGINT, and Python keeps an
+    # ignored SIGINT ignored: install the handler an interactive run would have.
+    pytester.makeconftest(
+        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    )
     pytester.makepyfile(
         textwrap.dedent(
             """
