@@ -36,7 +36,7 @@ VENVS = BENCH / ".venvs"
 RESULTS = BENCH / "results"
 LOGS = RESULTS / "logs"
 
-DEFAULT_ROUNDS = 3
+DEFAULT_ROUNDS = 5  # this VM varies by +-15% run to run; medians need rounds
 RUN_TIMEOUT_S = 300.0
 THREAD_OVERRIDES = {"io": 64}  # ours and the opponent; xdist always gets one worker per CPU
 PYTEST_ARGS = ["-q"]
