@@ -1,6 +1,7 @@
 """C execution engine of pytest-threadpool: worker pool, output dispatcher, watchdog, crash
 attribution. Safe on free-threaded CPython; the import does not re-enable the GIL."""
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar, final
@@ -255,3 +256,9 @@ def crash_labels() -> list[tuple[str, str]]:
     """``(thread name, label)`` of every busy slot, as the crash handler would print them."""
 
 CRASH_SLOTS: Final[int]
+
+def prefixed_suffixes(root: str | bytes | os.PathLike[str], prefix: str, /) -> list[str] | None:
+    """The remainders of the names in directory ``root`` that start with ``prefix`` (ASCII
+    case-insensitively), as pytest's ``find_suffixes(root, prefix)`` yields them; scanned with
+    ``readdir`` while detached. ``None`` when ``prefix`` or an entry name is not ASCII (the
+    caller then uses pytest's scan). Raises ``OSError`` if the directory cannot be read."""

@@ -33,7 +33,7 @@ from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_
 from pytest_threadpool.terminal_output import TerminalFlusher
 from pytest_threadpool.threads import inherited_capture
 from pytest_threadpool.timeouts import Timeouts, main_thread_alarm, timeout_message
-from pytest_threadpool.tmp_paths import serialised_basetemp
+from pytest_threadpool.tmp_paths import numbered_dir_scan_in_c, serialised_basetemp
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
 
@@ -92,6 +92,7 @@ class ThreadedSession:
             stack.enter_context(inherited_capture())
             stack.enter_context(per_test_unhandled(self.config))
             stack.enter_context(serialised_basetemp())
+            stack.enter_context(numbered_dir_scan_in_c())
             stack.enter_context(per_thread_assertion_hooks())
             stack.enter_context(cached_hook_proxies(self.session))
             # Registered before the pool, so it runs after the pool has shut down.

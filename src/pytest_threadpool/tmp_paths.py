@@ -1,14 +1,22 @@
-"""``tmp_path``'s base directory is created lazily on first use by pytest; two tests asking for
-it at the same moment would each create one. Serialise that first creation for threaded runs."""
+"""``tmp_path`` in threaded runs.
+
+pytest creates the base directory lazily on first use; two tests asking for it at the same
+moment would each create one, so that first creation is serialised. And every numbered directory
+(``tmp_path``, ``tmp_path_factory.mktemp``) is found by scanning the base directory for names
+with the test's prefix, in Python, once per test: O(n^2) over a session. The engine does that
+scan (same result, see ``_engine.prefixed_suffixes``); pytest's own code numbers and creates."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import _pytest.pathlib
 from _pytest.tmpdir import TempPathFactory
+
+from pytest_threadpool import _engine
 
 
 @contextmanager
@@ -27,3 +35,21 @@ def serialised_basetemp() -> Iterator[None]:
         yield
     finally:
         TempPathFactory.getbasetemp = original  # type: ignore[method-assign]
+
+
+@contextmanager
+def numbered_dir_scan_in_c() -> Iterator[None]:
+    original = _pytest.pathlib.find_suffixes
+
+    def find_suffixes(root: Path, prefix: str) -> Iterable[str]:
+        try:
+            suffixes = _engine.prefixed_suffixes(root, prefix)
+        except (OSError, TypeError, ValueError):
+            suffixes = None  # pytest's scan decides (and raises its own errors)
+        return original(root, prefix) if suffixes is None else suffixes
+
+    _pytest.pathlib.find_suffixes = find_suffixes
+    try:
+        yield
+    finally:
+        _pytest.pathlib.find_suffixes = original

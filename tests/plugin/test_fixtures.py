@@ -322,3 +322,33 @@ def test_unittest_testcase_classes_run_in_the_pool(pytester: pytest.Pytester):
     result = pytester.runpytest("--threadpool", "2")
     result.assert_outcomes(passed=2, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*Lists differ*"])
+
+
+def test_tmp_path_names_match_a_sequential_run(pytester: pytest.Pytester):
+    """Numbered tmp_path directories (scanned by the engine in threaded runs) get the names a
+    sequential run gives them, also when truncated names collide (variants of one function
+    run in order under "children", so the numbering is deterministic)."""
+    long_name = "test_" + "x" * 40
+    pytester.makepyfile(
+        f"""
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_p(tmp_path, tmp_path_factory, n):
+            extra = tmp_path_factory.mktemp("shared")
+            print("NAMES", tmp_path.name, extra.name)
+
+        @pytest.mark.parametrize("n", range(2))
+        def {long_name}(tmp_path, n):
+            print("NAMES", tmp_path.name)
+        """
+    )
+
+    def names(*args: str) -> list[str]:
+        result = pytester.runpytest("-s", "-p", "no:cacheprovider", *args)
+        result.assert_outcomes(passed=5)
+        # -s: sequential pytest writes progress dots on the same lines as the prints
+        return sorted(line[line.index("NAMES") :] for line in result.outlines if "NAMES" in line)
+
+    assert names("--threadpool", "2") == names()

@@ -4,6 +4,7 @@
 #include "capture.h"
 #include "crash.h"
 #include "dispatcher.h"
+#include "numbered_dirs.h"
 #include "pool.h"
 #include "task_result.h"
 
@@ -69,7 +70,8 @@ static int engine_exec(PyObject *module)
     }
     if (add_task_timeout(module, st) < 0 || task_result_exec(module, st) < 0 ||
         pool_exec(module, st) < 0 || crash_exec(module, st) < 0 ||
-        capture_exec(module, st) < 0 || dispatcher_exec(module, st) < 0) {
+        capture_exec(module, st) < 0 || dispatcher_exec(module, st) < 0 ||
+        numbered_dirs_exec(module, st) < 0) {
         return -1;
     }
     return 0;
