@@ -142,7 +142,7 @@ class ThreadedSession:
                     break
             for run in on_main:
                 if self._session_stopping():
-                    self._release_from_main(run)
+                    self._release_pending(run)
                     continue
                 self._run_on_main(run)
                 while self._poll(0):
@@ -235,7 +235,8 @@ class ThreadedSession:
         for node in run.item.listchain()[:-1]:
             self.pending_under[node].add(run.task_id)
 
-    def _release_from_main(self, run: ItemRun) -> None:
+    def _release_pending(self, run: ItemRun) -> None:
+        """The item no longer keeps its scopes open (it finished, or will not run)."""
         for node in run.item.listchain()[:-1]:
             pending = self.pending_under.get(node)
             if pending is not None:
@@ -254,13 +255,13 @@ class ThreadedSession:
             with main_thread_alarm(timeout):
                 self._execute(run)
         except BaseException:
-            self._release_from_main(run)
+            self._release_pending(run)
             if run.reports:
                 self.reporter.emit(run)
             raise
         finally:
             _engine.set_crash_label(None)
-        self._release_from_main(run)
+        self._release_pending(run)
         self.history.record(run.item, run.reports, time.perf_counter() - start, run.cpu_time)
         self.ready.append(run)
         self._emit_ready()
@@ -365,12 +366,7 @@ class ThreadedSession:
             if result is None:
                 return False
         run = self.runs.pop(result.id)
-        for node in run.item.listchain()[:-1]:
-            pending = self.pending_under.get(node)
-            if pending is not None:
-                pending.discard(result.id)
-                if not pending:
-                    del self.pending_under[node]
+        self._release_pending(run)
         if result.cancelled:
             return True
         if result.hung:
