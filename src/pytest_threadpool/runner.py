@@ -8,6 +8,7 @@ import contextlib
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 
 import pytest
 from _pytest import timing
@@ -177,32 +178,34 @@ class ThreadedSession:
         deps: tuple[int, ...] = ()
         if chain_key is not None and chain_key in self.chain_tail:
             deps = (self.chain_tail[chain_key],)  # variants of one function, one after another
-        timeout = self.timeouts.for_item(run.item)
-        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
         task_id = self.pool.submit(
             self._execute,
             run,
             priority=self.history.priority(run.item),
             label=run.item.nodeid,
-            timeout=timeout,
+            timeout=self._timeout_for(run),
             deps=deps,
         )
         run.task_id = task_id
         self.runs[task_id] = run
         if chain_key is not None:
             self.chain_tail[chain_key] = task_id
-        for node in run.item.listchain()[:-1]:
-            self.pending_under[node].add(task_id)
+        self._hold_pending(run)
+
+    def _timeout_for(self, run: ItemRun) -> float:
+        timeout = self.timeouts.for_item(run.item)
+        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
+        return timeout
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
         start = time.thread_time()
         if FREE_THREADED:
             pin_values_for_this_thread(self.pinned_maps)
-        if FREE_THREADED and hasattr(run.item, "_initrequest"):
-            # A fresh fixture request, made on this thread (as pytest does for a re-run): the
-            # one made at collection holds dicts owned by the main thread, and each of pytest's
-            # dict.get calls on them from here waits on the dict's lock (see dict_reads).
-            run.item._initrequest()
+            if hasattr(run.item, "_initrequest"):
+                # A fresh fixture request, made on this thread (as pytest does for a re-run):
+                # the one made at collection holds dicts owned by the main thread, and each of
+                # pytest's dict.get calls on them from here waits on the dict's lock.
+                run.item._initrequest()
         try:
             run_protocol(run, self.shared, self._teardown_shared)
         finally:
@@ -230,8 +233,11 @@ class ThreadedSession:
         return True
 
     def _hold_for_main(self, run: ItemRun) -> None:
-        """Keep the item's scopes open until it has run, as a pool task would."""
-        run.task_id = -1 - run.index
+        run.task_id = -1 - run.index  # not a pool task id
+        self._hold_pending(run)
+
+    def _hold_pending(self, run: ItemRun) -> None:
+        """Keep the item's scopes open until it has run."""
         for node in run.item.listchain()[:-1]:
             self.pending_under[node].add(run.task_id)
 
@@ -247,36 +253,35 @@ class ThreadedSession:
     def _run_on_main(self, run: ItemRun) -> None:
         """A pool-style run (reports collected, shared scopes closed by ``_close_scopes``)
         executed on the main thread."""
-        timeout = self.timeouts.for_item(run.item)
-        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
-        _engine.set_crash_label(run.item.nodeid)
         start = time.perf_counter()
         try:
-            with main_thread_alarm(timeout):
+            with self._on_main_thread(run):
                 self._execute(run)
         except BaseException:
-            self._release_pending(run)
             if run.reports:
                 self.reporter.emit(run)
             raise
         finally:
-            _engine.set_crash_label(None)
-        self._release_pending(run)
+            self._release_pending(run)
         self.history.record(run.item, run.reports, time.perf_counter() - start, run.cpu_time)
         self.ready.append(run)
         self._emit_ready()
 
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)
+        with self._on_main_thread(run), self.terminal.immediate():
+            run_protocol(run, self.shared, self._teardown_shared)
+        self.history.record(run.item, run.reports)
+
+    @contextlib.contextmanager
+    def _on_main_thread(self, run: ItemRun) -> Iterator[None]:
+        """What the pool does for its tasks: crash label and timeout (SIGALRM here)."""
         _engine.set_crash_label(run.item.nodeid)
-        timeout = self.timeouts.for_item(run.item)
-        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
         try:
-            with self.terminal.immediate(), main_thread_alarm(timeout):
-                run_protocol(run, self.shared, self._teardown_shared)
+            with main_thread_alarm(self._timeout_for(run)):
+                yield
         finally:
             _engine.set_crash_label(None)
-        self.history.record(run.item, run.reports)
 
     # -- shared scopes ------------------------------------------------------------------
 
