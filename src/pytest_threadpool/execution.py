@@ -17,7 +17,7 @@ def run_protocol(run: ItemRun, shared: SharedScopes, teardown_shared: Callable) 
     wrapper of every plugin runs around it as in a sequential session. For pool runs our own
     implementation (``protocol_hook``) collects the reports instead of logging them."""
     state = ItemSetupState(shared, run.item, lambda: teardown_shared(run))
-    run.setup_state = state
+    run.item_errors = state.item_errors  # not the state itself: it refers back to run
     RoutingSetupState.bind(state)
     try:
         with acting_for(run, capture=run.capture_enabled):

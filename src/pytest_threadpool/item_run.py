@@ -11,7 +11,7 @@ import pytest
 from pytest_threadpool import _engine
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class ItemRun:
     item: pytest.Item
     nextitem: pytest.Item | None
@@ -38,5 +38,8 @@ class ItemRun:
     thread_exceptions: list[Any] = field(default_factory=list)
     unraisable_exceptions: list[Any] = field(default_factory=list)
     protocol_done: bool = False  # later records go to pytest's shared queue
-    setup_state: Any = None  # its ItemSetupState (holds the item-level teardown errors)
+    # Teardown errors of its own (function-scope) finalizers, the list its ItemSetupState
+    # fills. The state itself is not kept: its callback refers back to this run, and that
+    # cycle would leave every finished run to the cyclic GC.
+    item_errors: list[BaseException] = field(default_factory=list)
     cpu_time: float | None = None  # seconds of its thread's CPU (for the GIL-build scheduler)

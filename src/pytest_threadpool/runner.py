@@ -39,6 +39,8 @@ from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
 
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+WINDOW_MIN = 256
+WINDOW_PER_WORKER = 4
 
 
 class ThreadedSession:
@@ -58,7 +60,12 @@ class ThreadedSession:
         # Main-thread dicts that pytest reads with dict.get on workers for every test.
         self.pinned_maps = [sys.modules, getattr(self.config, "_opt2dest", {})]
         self.pool: _engine.Pool | None = None
+        # Most tests submitted to the pool and not yet handled back (see _wait_for_room): enough
+        # that workers never starve while the main thread reports, few enough that memory does
+        # not grow with the size of a group.
+        self.window = max(WINDOW_MIN, WINDOW_PER_WORKER * settings.workers)
         self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
+        # Scope -> indexes (in session.items) of the tests under it that have not finished.
         self.pending_under: dict[pytest.Node, set[int]] = collections.defaultdict(set)
         self.chain_tail: dict[object, int] = {}
         self.main_chains: set[object] = set()  # chains run on the main thread (GIL build)
@@ -129,27 +136,58 @@ class ThreadedSession:
                     if self._session_stopping():
                         break
                 continue
-            on_main: list[ItemRun] = []
-            for item in group.items:
-                run = self._new_run(item, position[item], items, group)
-                self._prepare(run)
-                if self._runs_on_main(run, chains.get(item)):
-                    self._hold_for_main(run)
-                    on_main.append(run)
-                else:
-                    self._submit(run, chains.get(item))
-                    self._poll(0)
-                if self._session_stopping():
-                    break
-            for run in on_main:
-                if self._session_stopping():
-                    self._release_pending(run)
-                    continue
-                self._run_on_main(run)
-                while self._poll(0):
-                    pass
+            self._run_parallel_group(group, chains, items, position)
         self._drain()
         self._finish_remaining_scopes()
+
+    def _run_parallel_group(
+        self, group: Group, chains: dict, items: list[pytest.Item], position: dict
+    ) -> None:
+        order = self._submission_order(group)
+        # Every test of the group holds its scopes open from the start: with tests submitted
+        # out of collection order, the one that closes a scope may finish before the others
+        # under that scope have been submitted.
+        for item in order:
+            self._hold_pending(position[item], item)
+        on_main: list[ItemRun] = []
+        for number, item in enumerate(order):
+            self._wait_for_room(on_main)
+            if self._session_stopping():
+                for unstarted in order[number:]:
+                    self._release_pending(position[unstarted], unstarted)
+                break
+            run = self._new_run(item, position[item], items, group)
+            self._prepare(run)
+            if self._runs_on_main(run, chains.get(item)):
+                on_main.append(run)
+            else:
+                self._submit(run, chains.get(item))
+                self._poll(0)
+        for run in on_main:
+            if self._session_stopping():
+                self._release_pending(run.index, run.item)
+                continue
+            self._run_on_main(run)
+            while self._poll(0):
+                pass
+
+    def _submission_order(self, group: Group) -> list[pytest.Item]:
+        """Longest known first (collection order among equals, and on a first run): with at
+        most ``window`` tests in the pool at a time, a long test late in collection order must
+        still be submitted early to start early."""
+        return sorted(group.items, key=lambda item: -self.history.priority(item))
+
+    def _wait_for_room(self, on_main: list[ItemRun]) -> None:
+        """Block until fewer than ``window`` tests are in the pool. Tests and their prepared
+        scopes are created when submitted, so memory stays bounded by the window, not by the
+        size of the group. Tests waiting for the main thread (GIL build) run meanwhile."""
+        while len(self.runs) >= self.window and not self._session_stopping():
+            if on_main:
+                self._run_on_main(on_main.pop(0))
+                while self._poll(0):
+                    pass
+            else:
+                self._poll(None)
 
     def _new_run(
         self, item: pytest.Item, index: int, items: list[pytest.Item], group: Group
@@ -190,7 +228,6 @@ class ThreadedSession:
         self.runs[task_id] = run
         if chain_key is not None:
             self.chain_tail[chain_key] = task_id
-        self._hold_pending(run)
 
     def _timeout_for(self, run: ItemRun) -> float:
         timeout = self.timeouts.for_item(run.item)
@@ -232,21 +269,17 @@ class ThreadedSession:
             self.main_chains.add(chain_key)
         return True
 
-    def _hold_for_main(self, run: ItemRun) -> None:
-        run.task_id = -1 - run.index  # not a pool task id
-        self._hold_pending(run)
+    def _hold_pending(self, index: int, item: pytest.Item) -> None:
+        """Keep the item's scopes open until it has run (``index``: its place in the session)."""
+        for node in item.listchain()[:-1]:
+            self.pending_under[node].add(index)
 
-    def _hold_pending(self, run: ItemRun) -> None:
-        """Keep the item's scopes open until it has run."""
-        for node in run.item.listchain()[:-1]:
-            self.pending_under[node].add(run.task_id)
-
-    def _release_pending(self, run: ItemRun) -> None:
+    def _release_pending(self, index: int, item: pytest.Item) -> None:
         """The item no longer keeps its scopes open (it finished, or will not run)."""
-        for node in run.item.listchain()[:-1]:
+        for node in item.listchain()[:-1]:
             pending = self.pending_under.get(node)
             if pending is not None:
-                pending.discard(run.task_id)
+                pending.discard(index)
                 if not pending:
                     del self.pending_under[node]
 
@@ -262,7 +295,7 @@ class ThreadedSession:
                 self.reporter.emit(run)
             raise
         finally:
-            self._release_pending(run)
+            self._release_pending(run.index, run.item)
         self.history.record(run.item, run.reports, time.perf_counter() - start, run.cpu_time)
         self.ready.append(run)
         self._emit_ready()
@@ -328,7 +361,7 @@ class ThreadedSession:
             ]
             item.add_report_section("teardown", "stdout", before_out + out)
             item.add_report_section("teardown", "stderr", before_err + err)
-        item_errors = run.setup_state.item_errors if run.setup_state is not None else []
+        item_errors = run.item_errors
         all_errors = item_errors + errors
         excinfo = None
         if all_errors:
@@ -371,7 +404,7 @@ class ThreadedSession:
             if result is None:
                 return False
         run = self.runs.pop(result.id)
-        self._release_pending(run)
+        self._release_pending(run.index, run.item)
         if result.cancelled:
             return True
         if result.hung:

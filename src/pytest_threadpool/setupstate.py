@@ -169,7 +169,8 @@ class ItemSetupState(SetupState):
         __tracebackhide__ = True
         # The item's own finalizers; errors are kept so that the main thread can combine them
         # with errors of the scopes this item closes, as pytest's teardown_exact would.
-        self.item_errors = _run_finalizers(self.item, self._finalizers)
+        # (In place: the item's ItemRun holds this list.)
+        self.item_errors[:] = _run_finalizers(self.item, self._finalizers)
         raise_teardown_errors(self.item_errors + self._teardown_shared())
 
     @property  # type: ignore[override]

@@ -1,0 +1,152 @@
+"""How the runner feeds the pool: longest-first from recorded durations, a bounded number of
+tests in flight, and no per-test garbage left for the cyclic GC."""
+
+from __future__ import annotations
+
+import ast
+import collections
+import textwrap
+
+import pytest
+
+# Shrinks the runner's submission window for one pytester session (conftest.py is imported
+# before the session starts).
+SMALL_WINDOW = """
+import pytest_threadpool.runner as runner
+runner.WINDOW_MIN = {window}
+runner.WINDOW_PER_WORKER = 1
+"""
+
+EVENTS_PLUGIN = """
+EVENTS = []
+
+def pytest_sessionfinish(session):
+    with open("events.txt", "w") as f:
+        f.write(repr(EVENTS))
+"""
+
+
+def _events(pytester: pytest.Pytester) -> list:
+    return ast.literal_eval((pytester.path / "events.txt").read_text())
+
+
+def test_longest_known_test_starts_first_on_the_next_run(pytester: pytest.Pytester):
+    """A long test last in collection order is among the first to start once its duration is
+    known, even with a submission window smaller than the group."""
+    pytester.makeconftest(SMALL_WINDOW.format(window=2) + EVENTS_PLUGIN)
+    quick = "".join(
+        f"def test_quick_{i}(): note('quick_{i}'); time.sleep(0.01)\n" for i in range(8)
+    )
+    header = textwrap.dedent(
+        """
+        import time, pytest
+        from conftest import EVENTS
+        pytestmark = pytest.mark.parallelizable("children")
+
+        def note(name):
+            EVENTS.append(name)
+        """
+    )
+    pytester.makepyfile(header + quick + "def test_long(): note('long'); time.sleep(0.3)\n")
+    pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=9)
+    assert _events(pytester)[-1] == "long"  # first run: collection order
+    pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=9)
+    # Two workers, two tests submitted at a time: the long one is one of the first two.
+    assert "long" in _events(pytester)[:2]
+
+
+def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytester):
+    """At most ``window`` tests are in the pool: in one parallel group, the next class's shared
+    fixture is set up only when all but ``window - 1`` tests before it have finished, rather
+    than every scope of the group being set up at once."""
+    pytester.makeconftest(SMALL_WINDOW.format(window=4) + EVENTS_PLUGIN)
+    classes = "".join(
+        textwrap.dedent(
+            f"""
+            class Test{name.upper()}:
+                @pytest.fixture(scope="class")
+                def shared(self):
+                    EVENTS.append("setup {name}")
+                    yield
+                    EVENTS.append("teardown {name}")
+            """
+        )
+        + "".join(
+            f"    def test_{i}(self, shared): time.sleep(0.005); EVENTS.append('done {name}')\n"
+            for i in range(20)
+        )
+        for name in ("a", "b")
+    )
+    header = textwrap.dedent(
+        """
+        import time, pytest
+        from conftest import EVENTS
+        pytestmark = pytest.mark.parallelizable("all")
+        """
+    )
+    pytester.makepyfile(header + classes)
+    pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=40)
+    events = _events(pytester)
+    setup_b = events.index("setup b")
+    assert events[:setup_b].count("done a") >= 17, events
+    assert events.index("teardown a") > max(i for i, e in enumerate(events) if e == "done a")
+    assert events.index("teardown b") > max(i for i, e in enumerate(events) if e == "done b")
+    assert events.count("setup a") == events.count("setup b") == 1
+
+
+GARBAGE_PLUGIN = """
+import gc
+
+def _name(obj):
+    if type(obj).__name__ == "function":
+        return obj.__module__ or "", obj.__qualname__
+    return getattr(type(obj), "__module__", "") or "", type(obj).__qualname__
+
+def pytest_sessionstart(session):
+    gc.collect()
+    gc.disable()  # every cycle made during the session is still there at its end
+
+def pytest_sessionfinish(session):
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    gc.collect()
+    gc.set_debug(0)
+    names = [_name(obj) for obj in gc.garbage]
+    ours = sorted(name for module, name in names if module.startswith("pytest_threadpool"))
+    with open("garbage.txt", "w") as f:
+        f.write(repr(ours))
+"""
+
+
+def test_finished_tests_leave_no_cyclic_garbage(pytester: pytest.Pytester):
+    """Per-test bookkeeping is freed by reference counting when a test is reported: nothing of
+    ours waits for the cyclic GC (which, on a big suite, runs rarely and lets memory pile up).
+    Checked by comparing what the GC finds after 10 and after 60 passing tests: the same."""
+    pytester.makeconftest(GARBAGE_PLUGIN)
+    header = textwrap.dedent(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+
+        @pytest.fixture
+        def own():
+            yield 1
+
+        def test_fails(own): assert own == 2
+        """
+    )
+    found = []
+    for count in (10, 60):
+        tests = "".join(
+            f"def test_{i}(own, tmp_path): print('out'); assert own\n" for i in range(count)
+        )
+        pytester.makepyfile(test_garbage=header + tests)
+        # (No cache: each run is a first run, the tests all go to the pool.)
+        result = pytester.runpytest_subprocess("--threadpool", "2", "-p", "no:cacheprovider")
+        result.assert_outcomes(passed=count, failed=1)
+        found.append(
+            collections.Counter(ast.literal_eval((pytester.path / "garbage.txt").read_text()))
+        )
+    # Session-wide objects (output dispatchers, patched accessors) and the failed test's run
+    # (its traceback keeps its frames in a cycle, as in a sequential session) appear in both.
+    assert found[0] == found[1], found
+    assert found[1]["ItemRun"] <= 1, found
