@@ -39,20 +39,51 @@ def test_lookup_reads_values_another_thread_stored():
     ]
 
 
-def test_pinned_values_are_held_once_per_thread():
-    from pytest_threadpool import dict_reads
+def test_values_are_pinned_once_by_the_first_thread_that_asks():
+    from pytest_threadpool.dict_reads import SharedValuePins
 
     first = {"a": object()}
-    second = {"b": object()}
-    seen: list[list[object] | None] = []
+    second = {"b": object(), "c": object()}
+    pins = SharedValuePins([first, second])
+    assert pins.values is None  # nothing before a worker asks
+    lists: list[list[object] | None] = []
 
     def worker() -> None:
-        dict_reads.pin_values_for_this_thread([first])
-        dict_reads.pin_values_for_this_thread([second])  # already pinned: no effect
-        seen.append(dict_reads._pins.values)
+        pins.pin_from_this_thread()
+        pins.pin_from_this_thread()  # already pinned: no effect
+        lists.append(pins.values)
 
-    thread = threading.Thread(target=worker)
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert pins.values == [first["a"], second["b"], second["c"]]
+    assert all(values is pins.values for values in lists)  # one list, shared by all workers
+
+
+def test_pinning_while_another_thread_imports():
+    """The values are taken under the dict's own lock: a concurrent writer cannot make the
+    copy fail with "dictionary changed size during iteration"."""
+    from pytest_threadpool.dict_reads import SharedValuePins
+
+    data = {i: object() for i in range(2000)}
+    done = threading.Event()
+
+    def writer() -> None:
+        key = len(data)
+        while not done.is_set():
+            data[key] = object()
+            data.pop(key - 2000, None)
+            key += 1
+
+    thread = threading.Thread(target=writer)
     thread.start()
-    thread.join()
-    assert seen == [[first["a"]]]
-    assert dict_reads._pins.values is None  # the calling thread pinned nothing
+    try:
+        for _ in range(300):
+            pins = SharedValuePins([data])
+            pins.pin_from_this_thread()
+            assert pins.values is not None and len(pins.values) >= 1000
+    finally:
+        done.set()
+        thread.join()

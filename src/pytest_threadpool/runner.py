@@ -19,7 +19,7 @@ from pytest_threadpool.assertion_hooks import per_thread_assertion_hooks
 from pytest_threadpool.capture_integration import ThreadedCapture
 from pytest_threadpool.context import acting_for
 from pytest_threadpool.crash_notes import crash_attribution
-from pytest_threadpool.dict_reads import lookup, pin_values_for_this_thread
+from pytest_threadpool.dict_reads import SharedValuePins, lookup
 from pytest_threadpool.environ import per_thread_current_test
 from pytest_threadpool.execution import run_protocol
 from pytest_threadpool.fixture_isolation import isolated_function_fixtures
@@ -58,7 +58,7 @@ class ThreadedSession:
         self.hung: list[str] = []
         self.capturing = self.config.getoption("capture", "fd") != "no"
         # Main-thread dicts that pytest reads with dict.get on workers for every test.
-        self.pinned_maps = [sys.modules, getattr(self.config, "_opt2dest", {})]
+        self.pins = SharedValuePins([sys.modules, getattr(self.config, "_opt2dest", {})])
         self.pool: _engine.Pool | None = None
         # Most tests submitted to the pool and not yet handled back (see _wait_for_room): enough
         # that workers never starve while the main thread reports, few enough that memory does
@@ -237,7 +237,7 @@ class ThreadedSession:
     def _execute(self, run: ItemRun) -> None:  # on a worker
         start = time.thread_time()
         if FREE_THREADED:
-            pin_values_for_this_thread(self.pinned_maps)
+            self.pins.pin_from_this_thread()
             if hasattr(run.item, "_initrequest"):
                 # A fresh fixture request, made on this thread (as pytest does for a re-run):
                 # the one made at collection holds dicts owned by the main thread, and each of
