@@ -67,6 +67,7 @@ class ThreadedSession:
         self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
         # Scope -> indexes (in session.items) of the tests under it that have not finished.
         self.pending_under: dict[pytest.Node, set[int]] = collections.defaultdict(set)
+        # Chain key -> its last submitted task, while that task is unfinished.
         self.chain_tail: dict[object, int] = {}
         self.main_chains: set[object] = set()  # chains run on the main thread (GIL build)
         # Finished runs not reported yet: a test that closes scopes waits for the other tests
@@ -228,6 +229,7 @@ class ThreadedSession:
         self.runs[task_id] = run
         if chain_key is not None:
             self.chain_tail[chain_key] = task_id
+            run.chain_key = chain_key
 
     def _timeout_for(self, run: ItemRun) -> float:
         timeout = self.timeouts.for_item(run.item)
@@ -405,6 +407,9 @@ class ThreadedSession:
                 return False
         run = self.runs.pop(result.id)
         self._release_pending(run.index, run.item)
+        if run.chain_key is not None and lookup(self.chain_tail, run.chain_key) == result.id:
+            # The engine ignores deps on finished tasks: the chain's next variant has none.
+            del self.chain_tail[run.chain_key]
         if result.cancelled:
             return True
         if result.hung:
