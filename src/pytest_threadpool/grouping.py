@@ -12,7 +12,7 @@ import inspect
 import linecache
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,16 +99,30 @@ class _PackageMarks:
         return self._by_init_file.get((package.path / "__init__.py").resolve(), [])
 
 
-def _levels(item: pytest.Item, packages: _PackageMarks) -> Iterable[tuple[pytest.Node, list]]:
-    """(node, own marks) from the item outwards: function, classes, module, packages."""
-    yield item, list(item.own_markers)
-    node = item.parent
-    while node is not None:
-        if isinstance(node, pytest.Class | pytest.Module):
-            yield node, list(node.own_markers)
-        elif isinstance(node, pytest.Package):
-            yield node, packages.marks(node)
-        node = node.parent
+@dataclass(frozen=True)
+class _ChainMarks:
+    """What the marks of a node and of every node above it say, computed once per node (items
+    of one module or class share it, so each item only looks at its own marks)."""
+
+    not_parallelizable: bool = False
+    # The innermost ``parallelizable`` mark (class, then module, then package) and its node.
+    parallelizable: tuple[pytest.Node, pytest.Mark] | None = None
+    # Marks anywhere in the chain, as ``get_closest_marker`` would find them.
+    thread_unsafe: bool = False
+    filterwarnings: bool = False
+
+
+_NO_MARKS = _ChainMarks()
+
+
+def _level_marks(node: pytest.Node, packages: _PackageMarks) -> list[pytest.Mark]:
+    """The marks a level contributes to the parallel decision: classes and modules their own,
+    packages their ``__init__.py`` ``pytestmark``; other nodes (session, directories) none."""
+    if isinstance(node, pytest.Class | pytest.Module):
+        return list(node.own_markers)
+    if isinstance(node, pytest.Package):
+        return packages.marks(node)
+    return []
 
 
 def _higher_scope_params(item: pytest.Item) -> tuple[tuple[str, int], ...]:
@@ -132,6 +146,8 @@ class Planner:
         self.unsafe_fixtures = unsafe_fixtures
         self._packages = _PackageMarks()
         self._decisions: dict[pytest.Item, Decision] = {}
+        self._chains: dict[pytest.Node, _ChainMarks] = {}
+        self._parsed: dict[int, ParallelScope] = {}  # id of a class/module/package mark -> scope
         self._module_mentions: dict[str | None, bool] = {}
 
     def decide(self, item: pytest.Item) -> Decision:
@@ -144,21 +160,47 @@ class Planner:
     def _decide(self, item: pytest.Item) -> Decision:
         if not isinstance(item, pytest.Function):
             return Decision(None)
-        levels = list(_levels(item, self._packages))
-        for _node, marks in levels:
-            if any(m.name == MARKER_NOT_PARALLELIZABLE for m in marks):
-                return Decision(None)
-        for node, marks in levels:
-            found = [m for m in marks if m.name == MARKER_PARALLELIZABLE]
-            if found:
-                return self._grouped(item, node, _parse_mark(found[0], item))
+        own = item.own_markers
+        above = self._chain(item.parent)
+        if above.not_parallelizable or any(m.name == MARKER_NOT_PARALLELIZABLE for m in own):
+            return Decision(None)
+        for mark in own:
+            if mark.name == MARKER_PARALLELIZABLE:
+                return self._grouped(item, item, _parse_mark(mark, item), above)
+        if above.parallelizable is not None:
+            node, mark = above.parallelizable
+            scope = self._parsed.get(id(mark))
+            if scope is None:  # parsed once per mark; errors name the first item it applies to
+                scope = self._parsed[id(mark)] = _parse_mark(mark, item)
+            return self._grouped(item, node, scope, above)
         if self.default_scope is not None:
             module = item.getparent(pytest.Module)
-            return self._grouped(item, module or item.session, self.default_scope)
+            return self._grouped(item, module or item.session, self.default_scope, above)
         return Decision(None)
 
-    def _grouped(self, item: pytest.Function, anchor: pytest.Node, scope: ParallelScope):
-        reason = self._alone_reason(item)
+    def _chain(self, node: pytest.Node | None) -> _ChainMarks:
+        if node is None:
+            return _NO_MARKS
+        known = self._chains.get(node)
+        if known is not None:
+            return known
+        above = self._chain(node.parent)
+        level = _level_marks(node, self._packages)
+        found = next((m for m in level if m.name == MARKER_PARALLELIZABLE), None)
+        names = {m.name for m in node.own_markers}
+        chain = self._chains[node] = _ChainMarks(
+            not_parallelizable=above.not_parallelizable
+            or any(m.name == MARKER_NOT_PARALLELIZABLE for m in level),
+            parallelizable=(node, found) if found is not None else above.parallelizable,
+            thread_unsafe=above.thread_unsafe or THREAD_UNSAFE_MARKER in names,
+            filterwarnings=above.filterwarnings or "filterwarnings" in names,
+        )
+        return chain
+
+    def _grouped(
+        self, item: pytest.Function, anchor: pytest.Node, scope: ParallelScope, above: _ChainMarks
+    ) -> Decision:
+        reason = self._alone_reason(item, above)
         if reason is not None:
             return Decision(None, alone_reason=reason)
         function_id = (item.parent, item.originalname)
@@ -180,14 +222,15 @@ class Planner:
         chain = function_id if scope is ParallelScope.CHILDREN else None
         return Decision(("node", anchor.nodeid, scope.value, params), chain_key=chain)
 
-    def _alone_reason(self, item: pytest.Function) -> str | None:
-        if item.get_closest_marker(THREAD_UNSAFE_MARKER) is not None:
+    def _alone_reason(self, item: pytest.Function, above: _ChainMarks) -> str | None:
+        names = {m.name for m in item.own_markers}
+        if above.thread_unsafe or THREAD_UNSAFE_MARKER in names:
             return "marked thread_unsafe"
         unsafe = sorted(self.unsafe_fixtures.intersection(item.fixturenames))
         if unsafe:
             return "uses " + ", ".join(unsafe)
         if sys.version_info < (3, 14):
-            if item.get_closest_marker("filterwarnings") is not None:
+            if above.filterwarnings or "filterwarnings" in names:
                 return "has filterwarnings marks (warning filters are process-wide before 3.14)"
             if self._changes_warning_filters(item):
                 return "uses pytest.warns/catch_warnings (process-wide before 3.14)"
@@ -245,6 +288,8 @@ class Planner:
                 group.parallel = False
                 group.barrier_before = True
         self._decisions.clear()  # planned: the per-item cache is not needed during the run
+        self._chains.clear()
+        self._parsed.clear()
         return groups, chains
 
 

@@ -279,3 +279,41 @@ def test_parallel_only(pytester: pytest.Pytester):
     )
     pytester.runpytest().assert_outcomes(skipped=1)
     pytester.runpytest("--threadpool", "2").assert_outcomes(passed=1)
+
+
+def test_run_alone_marks_apply_from_class_and_module_levels(pytester: pytest.Pytester, probe: None):
+    """thread_unsafe on a class and filterwarnings on a module make each of their tests run
+    alone, as if marked one by one; a sibling class without them still runs concurrently."""
+    pytester.makepyfile(
+        test_levels="""
+        import threading, pytest, probe
+        pytestmark = pytest.mark.parallelizable("children")
+        barrier = threading.Barrier(2, timeout=10)
+
+        @pytest.mark.thread_unsafe
+        class TestUnsafe:
+            def test_u1(self): probe.hold()
+            def test_u2(self): probe.hold()
+
+        class TestSafe:
+            def test_s1(self): barrier.wait()
+            def test_s2(self): barrier.wait()
+        """,
+        test_filters="""
+        import pytest, probe
+        pytestmark = [
+            pytest.mark.parallelizable("children"),
+            pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+        ]
+        def test_f1(): probe.hold()
+        def test_f2(): probe.hold()
+        """,
+    )
+    result, peak = peak_after(pytester, "--threadpool", "3", "-v")
+    result.assert_outcomes(passed=6)
+    assert peak == 1
+    import sys
+
+    alone = 4 if sys.version_info < (3, 14) else 2  # filterwarnings is per-thread from 3.14 on
+    result.stdout.fnmatch_lines([f"{alone} test(s) ran with nothing else running:*"])
+    result.stdout.fnmatch_lines(["*TestUnsafe::test_u1 (marked thread_unsafe)*"])
