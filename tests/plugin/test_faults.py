@@ -68,6 +68,41 @@ def test_sigint_during_run_stops_promptly_with_interrupted_summary(pytester: pyt
     assert result.duration < 8
 
 
+def test_sigint_while_the_pool_is_full_tears_down_shared_fixtures(pytester: pytest.Pytester):
+    """With a submission window of 2, the interrupt arrives while the main thread waits for
+    room in the pool, most tests of the group never submitted: the session still ends as
+    interrupted, and the module fixture those tests held open is torn down once."""
+    pytester.makeconftest(
+        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "import pytest_threadpool.runner as runner\n"
+        "runner.WINDOW_MIN = 2\nrunner.WINDOW_PER_WORKER = 1\n"
+    )
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import os, signal, threading, time, pytest
+            pytestmark = pytest.mark.parallelizable("children")
+
+            @pytest.fixture(scope="module")
+            def shared():
+                yield
+                with open("teardowns.txt", "a") as f:
+                    f.write("shared\\n")
+
+            def test_sends_sigint(shared):
+                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+                time.sleep(0.5)
+            """
+        )
+        + "\n".join(f"def test_slow_{i}(shared):\n    time.sleep(0.3)\n" for i in range(20))
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "2")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert result.duration < 8
+    assert (pytester.path / "teardowns.txt").read_text() == "shared\n"
+
+
 def test_teardown_errors_at_every_scope_are_reported_not_internal(pytester: pytest.Pytester):
     pytester.makepyfile(
         """
