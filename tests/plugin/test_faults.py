@@ -43,40 +43,22 @@ def test_os_exit_names_the_test(pytester: pytest.Pytester):
     result.stderr.fnmatch_lines(["*os._exit(7) called by *::test_exits*"])
 
 
-def test_sigint_during_run_stops_promptly_with_interrupted_summary(pytester: pytest.Pytester):
+@pytest.mark.parametrize("small_window", [False, True], ids=["window-default", "window-2"])
+def test_sigint_during_run_stops_promptly_and_tears_down_shared_fixtures(
+    pytester: pytest.Pytester, small_window: bool
+):
+    """Ctrl-C mid-run: the session ends as interrupted, promptly, and the module fixture is torn
+    down once. With a submission window of 2 the interrupt arrives while the main thread waits
+    for room in the pool, most tests of the group never submitted but holding the fixture."""
     # A shell that starts the test run in the background ignores SIGINT, and Python keeps an
     # ignored SIGINT ignored: install the handler an interactive run would have.
-    pytester.makeconftest(
-        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    )
-    pytester.makepyfile(
-        textwrap.dedent(
-            """
-            import os, signal, threading, time, pytest
-            pytestmark = pytest.mark.parallelizable("children")
-
-            def test_sends_sigint():
-                threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
-                time.sleep(0.5)
-            """
+    conftest = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    if small_window:
+        conftest += (
+            "import pytest_threadpool.runner as runner\n"
+            "runner.WINDOW_MIN = 2\nrunner.WINDOW_PER_WORKER = 1\n"
         )
-        + "\n".join(f"def test_slow_{i}():\n    time.sleep(0.5)\n" for i in range(40))
-    )
-    result = pytester.runpytest_subprocess("--threadpool", "2")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
-    assert result.duration < 8
-
-
-def test_sigint_while_the_pool_is_full_tears_down_shared_fixtures(pytester: pytest.Pytester):
-    """With a submission window of 2, the interrupt arrives while the main thread waits for
-    room in the pool, most tests of the group never submitted: the session still ends as
-    interrupted, and the module fixture those tests held open is torn down once."""
-    pytester.makeconftest(
-        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        "import pytest_threadpool.runner as runner\n"
-        "runner.WINDOW_MIN = 2\nrunner.WINDOW_PER_WORKER = 1\n"
-    )
+    pytester.makeconftest(conftest)
     pytester.makepyfile(
         textwrap.dedent(
             """
@@ -94,7 +76,7 @@ def test_sigint_while_the_pool_is_full_tears_down_shared_fixtures(pytester: pyte
                 time.sleep(0.5)
             """
         )
-        + "\n".join(f"def test_slow_{i}(shared):\n    time.sleep(0.3)\n" for i in range(20))
+        + "\n".join(f"def test_slow_{i}(shared):\n    time.sleep(0.4)\n" for i in range(30))
     )
     result = pytester.runpytest_subprocess("--threadpool", "2")
     assert result.ret == pytest.ExitCode.INTERRUPTED
