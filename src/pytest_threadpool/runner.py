@@ -144,7 +144,7 @@ class ThreadedSession:
     def _run_parallel_group(
         self, group: Group, chains: dict, items: list[pytest.Item], position: dict
     ) -> None:
-        order = self._submission_order(group)
+        order = self._submission_order(group, chains)
         # Every test of the group holds its scopes open from the start: with tests submitted
         # out of collection order, the one that closes a scope may finish before the others
         # under that scope have been submitted.
@@ -172,11 +172,22 @@ class ThreadedSession:
             while self._poll(0):
                 pass
 
-    def _submission_order(self, group: Group) -> list[pytest.Item]:
+    def _submission_order(self, group: Group, chains: dict) -> list[pytest.Item]:
         """Longest known first (collection order among equals, and on a first run): with at
         most ``window`` tests in the pool at a time, a long test late in collection order must
-        still be submitted early to start early."""
-        return sorted(group.items, key=lambda item: -self.history.priority(item))
+        still be submitted early to start early. Variants chained together (``children``) run
+        in collection order: a chain's members take the places the ranking gave them, in
+        collection order, and each depends on the one submitted before it."""
+        ranked = sorted(group.items, key=lambda item: -self.history.priority(item))
+        members: dict[object, list[pytest.Item]] = collections.defaultdict(list)
+        for item in group.items:  # collection order
+            key = chains.get(item)
+            if key is not None:
+                members[key].append(item)
+        if not members:
+            return ranked
+        queues = {key: iter(chained) for key, chained in members.items()}
+        return [item if chains.get(item) is None else next(queues[chains[item]]) for item in ranked]
 
     def _wait_for_room(self, on_main: list[ItemRun]) -> None:
         """Block until fewer than ``window`` tests are in the pool. Tests and their prepared

@@ -150,3 +150,28 @@ def test_finished_tests_leave_no_cyclic_garbage(pytester: pytest.Pytester):
     # (its traceback keeps its frames in a cycle, as in a sequential session) appear in both.
     assert found[0] == found[1], found
     assert found[1]["ItemRun"] <= 1, found
+
+
+def test_children_variants_keep_collection_order_when_a_later_one_is_longest(
+    pytester: pytest.Pytester,
+):
+    """``children`` runs the variants of one function one after another in collection order,
+    also from the second run on, when recorded durations would put a later variant first."""
+    pytester.makepyfile(
+        """
+        import time, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        DONE = []
+
+        @pytest.mark.parametrize("n", [0, 1, 2, 3])
+        def test_step(n):
+            assert DONE == list(range(n))
+            time.sleep(0.3 if n == 3 else 0.02)
+            DONE.append(n)
+
+        def test_other_a(): time.sleep(0.05)
+        def test_other_b(): time.sleep(0.05)
+        """
+    )
+    for _ in range(2):
+        pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=6)
