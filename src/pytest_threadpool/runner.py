@@ -41,6 +41,7 @@ from pytest_threadpool.warnings_capture import routed_warnings
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 WINDOW_MIN = 256
 WINDOW_PER_WORKER = 4
+LONG_TEST_SHARE = 0.05  # see _submission_order
 
 
 class ThreadedSession:
@@ -151,14 +152,23 @@ class ThreadedSession:
         for item in order:
             self._hold_pending(position[item], item)
         on_main: list[ItemRun] = []
+        # Shared scopes are set up in collection order, as a sequential run sets them up (their
+        # output and errors belong to the first test that needs them), even when tests are
+        # submitted out of that order: a test is prepared, with every test collected before it,
+        # when its turn to be submitted comes.
+        prepared: dict[pytest.Item, ItemRun] = {}
+        unprepared = iter(group.items)
         for number, item in enumerate(order):
             self._wait_for_room(on_main)
             if self._session_stopping():
                 for unstarted in order[number:]:
                     self._release_pending(position[unstarted], unstarted)
                 break
-            run = self._new_run(item, position[item], items, group)
-            self._prepare(run)
+            while item not in prepared:
+                earlier = next(unprepared)
+                prepared[earlier] = self._new_run(earlier, position[earlier], items, group)
+                self._prepare(prepared[earlier])
+            run = prepared.pop(item)
             if self._runs_on_main(run, chains.get(item)):
                 on_main.append(run)
             else:
@@ -173,12 +183,21 @@ class ThreadedSession:
                 pass
 
     def _submission_order(self, group: Group, chains: dict) -> list[pytest.Item]:
-        """Longest known first (collection order among equals, and on a first run): with at
-        most ``window`` tests in the pool at a time, a long test late in collection order must
-        still be submitted early to start early. Variants chained together (``children``) run
-        in collection order: a chain's members take the places the ranking gave them, in
-        collection order, and each depends on the one submitted before it."""
-        ranked = sorted(group.items, key=lambda item: -self.history.priority(item))
+        """Long tests first, the rest in collection order: with at most ``window`` tests in
+        the pool at a time, a long test late in collection order must still be submitted early
+        to start early. "Long" is at least LONG_TEST_SHARE of one worker's share of the group's
+        known time: only such a test stretches the group's end when it starts last, and
+        reordering short ones would only make the main thread prepare tests ahead of the window.
+        Variants chained together (``children``) run in collection order: a chain's members
+        take the places the ranking gave them, in collection order, and each depends on the one
+        submitted before it."""
+        known = [self.history.priority(item) for item in group.items]
+        cutoff = sum(known) / self.settings.workers * LONG_TEST_SHARE
+        rank = {
+            item: -seconds if seconds > 0 and seconds >= cutoff else 0.0
+            for item, seconds in zip(group.items, known, strict=True)
+        }
+        ranked = sorted(group.items, key=rank.__getitem__)
         members: dict[object, list[pytest.Item]] = collections.defaultdict(list)
         for item in group.items:  # collection order
             key = chains.get(item)
@@ -190,9 +209,10 @@ class ThreadedSession:
         return [item if chains.get(item) is None else next(queues[chains[item]]) for item in ranked]
 
     def _wait_for_room(self, on_main: list[ItemRun]) -> None:
-        """Block until fewer than ``window`` tests are in the pool. Tests and their prepared
-        scopes are created when submitted, so memory stays bounded by the window, not by the
-        size of the group. Tests waiting for the main thread (GIL build) run meanwhile."""
+        """Block until fewer than ``window`` tests are in the pool. A test's run and scopes are
+        created when it (or a test collected after it) is submitted, so memory follows the
+        window rather than the size of the group. Tests waiting for the main thread (GIL build)
+        run meanwhile."""
         while len(self.runs) >= self.window and not self._session_stopping():
             if on_main:
                 self._run_on_main(on_main.pop(0))

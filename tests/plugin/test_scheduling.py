@@ -58,8 +58,14 @@ def test_longest_known_test_starts_first_on_the_next_run(pytester: pytest.Pytest
 def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytester):
     """At most ``window`` tests are in the pool: in one parallel group, the next class's shared
     fixture is set up only when all but ``window - 1`` tests before it have finished, rather
-    than every scope of the group being set up at once."""
+    than every scope of the group being set up at once. Also on the next run, when recorded
+    durations send one long test ahead but leave the short ones (which differ a little in
+    duration) in collection order."""
     pytester.makeconftest(SMALL_WINDOW.format(window=4) + EVENTS_PLUGIN)
+
+    def pause(name: str, i: int) -> float:
+        return 0.2 if (name, i) == ("a", 9) else 0.005  # one long test in class A
+
     classes = "".join(
         textwrap.dedent(
             f"""
@@ -72,7 +78,8 @@ def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytest
             """
         )
         + "".join(
-            f"    def test_{i}(self, shared): time.sleep(0.005); EVENTS.append('done {name}')\n"
+            f"    def test_{i}(self, shared): time.sleep({pause(name, i)});"
+            f" EVENTS.append('done {name}')\n"
             for i in range(20)
         )
         for name in ("a", "b")
@@ -85,13 +92,14 @@ def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytest
         """
     )
     pytester.makepyfile(header + classes)
-    pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=40)
-    events = _events(pytester)
-    setup_b = events.index("setup b")
-    assert events[:setup_b].count("done a") >= 17, events
-    assert events.index("teardown a") > max(i for i, e in enumerate(events) if e == "done a")
-    assert events.index("teardown b") > max(i for i, e in enumerate(events) if e == "done b")
-    assert events.count("setup a") == events.count("setup b") == 1
+    for _ in range(2):
+        pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=40)
+        events = _events(pytester)
+        setup_b = events.index("setup b")
+        assert events[:setup_b].count("done a") >= 17, events
+        assert events.index("teardown a") > max(i for i, e in enumerate(events) if e == "done a")
+        assert events.index("teardown b") > max(i for i, e in enumerate(events) if e == "done b")
+        assert events.count("setup a") == events.count("setup b") == 1
 
 
 GARBAGE_PLUGIN = """
@@ -175,3 +183,47 @@ def test_children_variants_keep_collection_order_when_a_later_one_is_longest(
     )
     for _ in range(2):
         pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=6)
+
+
+def test_shared_setup_output_belongs_to_the_first_collected_test_on_the_next_run(
+    pytester: pytest.Pytester,
+):
+    """Tests are submitted longest-known first, but shared scopes are still set up in
+    collection order: a module fixture's setup output lands in the sections of the first
+    collected test, as in a sequential run, also when a later test is the longest."""
+    pytester.makeconftest(
+        """
+        def pytest_runtest_logreport(report):
+            test = report.nodeid.split("::")[-1]
+            with open("sections.txt", "a") as f:
+                for title, content in report.sections:
+                    f.write(f"{test} {report.when}: {title}: {content!r}\\n")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import time, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+
+        @pytest.fixture(scope="module")
+        def shared():
+            print("SHARED SETUP")
+            yield
+
+        def test_a(shared): time.sleep(0.01)
+        def test_b(shared): time.sleep(0.01)
+        def test_z(shared): time.sleep(0.3)
+        """
+    )
+    sections = pytester.path / "sections.txt"
+
+    def sections_of(*args: str) -> list[str]:
+        if sections.exists():
+            sections.unlink()
+        pytester.runpytest_subprocess(*args).assert_outcomes(passed=3)
+        return sorted(sections.read_text().splitlines())
+
+    sequential = sections_of("-p", "no:threadpool", "-p", "no:cacheprovider")
+    assert sequential and all(line.startswith("test_a ") for line in sequential), sequential
+    for _ in range(2):  # the second run knows test_z is the longest and submits it first
+        assert sections_of("--threadpool", "2") == sequential
