@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import collections
+import json
 import textwrap
 
 import pytest
@@ -47,9 +48,18 @@ def test_longest_known_test_starts_first_on_the_next_run(pytester: pytest.Pytest
             EVENTS.append(name)
         """
     )
-    pytester.makepyfile(header + quick + "def test_long(): note('long'); time.sleep(0.3)\n")
+    module = pytester.makepyfile(
+        header + quick + "def test_long(): note('long'); time.sleep(0.3)\n"
+    )
     pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=9)
-    assert _events(pytester)[-1] == "long"  # first run: collection order
+    # First run, collection order: test_long is submitted once 7 others have finished.
+    assert "long" not in _events(pytester)[:7]
+    # Durations as that run would have recorded them (written, not measured: no dependence on
+    # this machine's timing).
+    recorded = {f"{module.name}::test_quick_{i}": 0.01 for i in range(8)}
+    recorded[f"{module.name}::test_long"] = 0.3
+    cache = pytester.path / ".pytest_cache" / "v" / "threadpool" / "durations"
+    cache.write_text(json.dumps(recorded))
     pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=9)
     # Two workers, two tests submitted at a time: the long one is one of the first two.
     assert "long" in _events(pytester)[:2]
@@ -58,14 +68,10 @@ def test_longest_known_test_starts_first_on_the_next_run(pytester: pytest.Pytest
 def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytester):
     """At most ``window`` tests are in the pool: in one parallel group, the next class's shared
     fixture is set up only when all but ``window - 1`` tests before it have finished, rather
-    than every scope of the group being set up at once. Also on the next run, when recorded
-    durations send one long test ahead but leave the short ones (which differ a little in
-    duration) in collection order."""
+    than every scope of the group being set up at once. Also with recorded durations that send
+    one long test ahead and would put class B's short tests (recorded a little longer than
+    class A's) before class A's: short tests keep collection order."""
     pytester.makeconftest(SMALL_WINDOW.format(window=4) + EVENTS_PLUGIN)
-
-    def pause(name: str, i: int) -> float:
-        return 0.2 if (name, i) == ("a", 9) else 0.005  # one long test in class A
-
     classes = "".join(
         textwrap.dedent(
             f"""
@@ -78,8 +84,7 @@ def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytest
             """
         )
         + "".join(
-            f"    def test_{i}(self, shared): time.sleep({pause(name, i)});"
-            f" EVENTS.append('done {name}')\n"
+            f"    def test_{i}(self, shared): time.sleep(0.005); EVENTS.append('done {name}')\n"
             for i in range(20)
         )
         for name in ("a", "b")
@@ -91,8 +96,20 @@ def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytest
         pytestmark = pytest.mark.parallelizable("all")
         """
     )
-    pytester.makepyfile(header + classes)
-    for _ in range(2):
+    module = pytester.makepyfile(header + classes)
+    # Durations as a previous run would have recorded them (written, not measured, so the
+    # test does not depend on this machine's timing).
+    recorded = {
+        f"{module.name}::Test{name.upper()}::test_{i}": (
+            1.0 if (name, i) == ("a", 9) else 0.002 if name == "b" else 0.001
+        )
+        for name in ("a", "b")
+        for i in range(20)
+    }
+    for history in (None, recorded):
+        if history is not None:
+            cache = pytester.path / ".pytest_cache" / "v" / "threadpool" / "durations"
+            cache.write_text(json.dumps(history))
         pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=40)
         events = _events(pytester)
         setup_b = events.index("setup b")
