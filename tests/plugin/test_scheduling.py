@@ -32,24 +32,41 @@ def _events(pytester: pytest.Pytester) -> list:
 
 
 def test_longest_known_test_starts_first_on_the_next_run(pytester: pytest.Pytester):
-    """A long test last in collection order is among the first to start once its duration is
-    known, even with a submission window smaller than the group."""
-    pytester.makeconftest(SMALL_WINDOW.format(window=2) + EVENTS_PLUGIN)
+    """A long test last in collection order runs alongside the first tests once its duration is
+    known, even with a submission window (2) smaller than the group. On that run each quick
+    test waits for the long one to have started: were it still queued behind them, the two
+    quick tests in the window would wait in vain and fail."""
+    pytester.makeconftest(
+        SMALL_WINDOW.format(window=2)
+        + EVENTS_PLUGIN
+        + textwrap.dedent(
+            """
+            import os, threading
+            LONG_STARTED = threading.Event()
+            HISTORY = os.path.exists(".pytest_cache/v/threadpool/durations")
+            """
+        )
+    )
     quick = "".join(
-        f"def test_quick_{i}(): note('quick_{i}'); time.sleep(0.01)\n" for i in range(8)
+        f"def test_quick_{i}(): note('quick_{i}'); wait_for_long(); time.sleep(0.01)\n"
+        for i in range(8)
     )
     header = textwrap.dedent(
         """
         import time, pytest
-        from conftest import EVENTS
+        from conftest import EVENTS, HISTORY, LONG_STARTED
         pytestmark = pytest.mark.parallelizable("children")
 
         def note(name):
             EVENTS.append(name)
+
+        def wait_for_long():
+            if HISTORY:
+                assert LONG_STARTED.wait(10), "test_long was not started alongside"
         """
     )
     module = pytester.makepyfile(
-        header + quick + "def test_long(): note('long'); time.sleep(0.3)\n"
+        header + quick + "def test_long(): LONG_STARTED.set(); note('long'); time.sleep(0.3)\n"
     )
     pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=9)
     # First run, collection order: test_long is submitted once 7 others have finished.
@@ -61,8 +78,6 @@ def test_longest_known_test_starts_first_on_the_next_run(pytester: pytest.Pytest
     cache = pytester.path / ".pytest_cache" / "v" / "threadpool" / "durations"
     cache.write_text(json.dumps(recorded))
     pytester.runpytest_subprocess("--threadpool", "2").assert_outcomes(passed=9)
-    # Two workers, two tests submitted at a time: the long one is one of the first two.
-    assert "long" in _events(pytester)[:2]
 
 
 def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytester):
