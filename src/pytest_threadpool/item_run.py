@@ -21,7 +21,6 @@ class ItemRun:
     capture_enabled: bool = True  # route its output into ``capture`` (else pass it through)
     alone_reason: str | None = None
     capture: _engine.Capture = field(default_factory=_engine.Capture)
-    task_id: int = 0
     chain_key: object = None  # variants sharing it run one after another (see Planner)
     reports: list[pytest.TestReport] = field(default_factory=list)
     # (when, stdout, stderr) per phase, as taken from the capture

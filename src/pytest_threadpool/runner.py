@@ -179,8 +179,6 @@ class ThreadedSession:
                 self._release_pending(run.index, run.item)
                 continue
             self._run_on_main(run)
-            while self._poll(0):
-                pass
 
     def _submission_order(self, group: Group, chains: dict) -> list[pytest.Item]:
         """Long tests first, the rest in collection order: with at most ``window`` tests in
@@ -216,8 +214,6 @@ class ThreadedSession:
         while len(self.runs) >= self.window and not self._session_stopping():
             if on_main:
                 self._run_on_main(on_main.pop(0))
-                while self._poll(0):
-                    pass
             else:
                 self._poll(None)
 
@@ -256,7 +252,6 @@ class ThreadedSession:
             timeout=self._timeout_for(run),
             deps=deps,
         )
-        run.task_id = task_id
         self.runs[task_id] = run
         if chain_key is not None:
             self.chain_tail[chain_key] = task_id
@@ -318,7 +313,7 @@ class ThreadedSession:
 
     def _run_on_main(self, run: ItemRun) -> None:
         """A pool-style run (reports collected, shared scopes closed by ``_close_scopes``)
-        executed on the main thread."""
+        executed on the main thread; then the results the pool produced meanwhile."""
         start = time.perf_counter()
         try:
             with self._on_main_thread(run):
@@ -332,6 +327,8 @@ class ThreadedSession:
         self.history.record(run.item, run.reports, time.perf_counter() - start, run.cpu_time)
         self.ready.append(run)
         self._emit_ready()
+        while self._poll(0):  # what the pool finished meanwhile
+            pass
 
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)
