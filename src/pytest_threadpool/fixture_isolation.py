@@ -4,6 +4,9 @@ pytest keeps one ``cached_result`` and one finalizer list per fixture definition
 function-scoped definitions we keep them per thread instead (each thread runs one item at a time,
 so this is per item), which also covers fixtures requested with ``request.getfixturevalue``.
 Wider-scoped definitions keep pytest's single state; reaching them from a worker is serialised.
+The ``request`` fixture's definition is made anew for each request, so it is already private to
+one test: it keeps its state on itself (kept per thread, it would keep every finished test's
+request, and all that the request refers to, alive until the thread ends).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from _pytest.fixtures import FixtureDef
+from _pytest.fixtures import FixtureDef, RequestFixtureDef
 from _pytest.scope import Scope
 
 from pytest_threadpool.dict_reads import lookup
@@ -33,15 +36,19 @@ def _is_function_scoped(fixturedef: FixtureDef) -> bool:
     return lookup(fixturedef.__dict__, "_scope") is Scope.Function
 
 
+def _state_per_thread(fixturedef: FixtureDef) -> bool:
+    return _is_function_scoped(fixturedef) and type(fixturedef) is not RequestFixtureDef
+
+
 def _get_cached_result(self: FixtureDef) -> Any:
-    if _is_function_scoped(self):
+    if _state_per_thread(self):
         entry = _per_thread.state.get(self)
         return None if entry is None else entry[0]
     return lookup(self.__dict__, "cached_result")
 
 
 def _set_cached_result(self: FixtureDef, value: Any) -> None:
-    if not _is_function_scoped(self):
+    if not _state_per_thread(self):
         self.__dict__["cached_result"] = value
         return
     state = _per_thread.state
@@ -56,7 +63,7 @@ def _set_cached_result(self: FixtureDef, value: Any) -> None:
 
 
 def _get_finalizers(self: FixtureDef) -> list[Callable[[], object]]:
-    if not _is_function_scoped(self):
+    if not _state_per_thread(self):
         return self.__dict__["_finalizers"]
     state = _per_thread.state
     entry = state.get(self)
@@ -66,7 +73,7 @@ def _get_finalizers(self: FixtureDef) -> list[Callable[[], object]]:
 
 
 def _set_finalizers(self: FixtureDef, value: list[Callable[[], object]]) -> None:
-    if not _is_function_scoped(self):
+    if not _state_per_thread(self):
         self.__dict__["_finalizers"] = value
     elif value:
         _get_finalizers(self)[:] = value

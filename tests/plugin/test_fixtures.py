@@ -352,3 +352,53 @@ def test_tmp_path_names_match_a_sequential_run(pytester: pytest.Pytester):
         return sorted(line[line.index("NAMES") :] for line in result.outlines if "NAMES" in line)
 
     assert names("--threadpool", "2") == names()
+
+
+def test_finished_tests_keep_no_more_requests_alive_than_a_sequential_run(
+    pytester: pytest.Pytester,
+):
+    """A finished test's fixture requests (and all they refer to: its fixture closure, values,
+    the item's request) live no longer than in a sequential run. The ``request`` fixture's
+    definition (made anew for every request) used to be kept per worker thread until the
+    session ended, holding every finished test's requests (here: 182 definitions and 100
+    requests alive at the end, against 61 requests sequentially)."""
+    pytester.makepyfile(
+        """
+        import collections
+        import gc
+        import pytest
+
+        pytestmark = pytest.mark.parallelizable("children")
+
+        @pytest.fixture
+        def tracked(request):
+            yield request.node.name
+
+        @pytest.mark.parametrize("n", range(20))
+        def test_uses(tracked, request, tmp_path, n):
+            assert request.getfixturevalue("tracked") == tracked
+
+        def ours(obj, session):
+            # The requests of this session's tests (pytester runs sessions in-process).
+            if type(obj).__name__ == "RequestFixtureDef":
+                obj = obj.func()  # pytest makes it with func=lambda: request
+            return obj._pyfuncitem.session is session
+
+        @pytest.mark.not_parallelizable
+        def test_zz_count_live_requests(request):
+            gc.collect()
+            live = collections.Counter(
+                type(obj).__name__
+                for obj in gc.get_objects()
+                if type(obj).__name__ in ("RequestFixtureDef", "SubRequest")
+                and ours(obj, request.session)
+            )
+            with open("live.txt", "w") as f:
+                f.write(repr(sorted(live.items())))
+        """
+    )
+    live = {}
+    for mode, args in (("sequential", ["-p", "no:threadpool"]), ("pool", ["--threadpool", "2"])):
+        pytester.runpytest(*args).assert_outcomes(passed=21)
+        live[mode] = (pytester.path / "live.txt").read_text()
+    assert live["pool"] == live["sequential"]
