@@ -8,6 +8,7 @@ applies to items that no marker decides.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import linecache
 import re
@@ -46,6 +47,7 @@ class Decision:
 @dataclass
 class Group:
     items: list[pytest.Item] = field(default_factory=list)
+    start: int = 0  # index of its first item in the session's items (groups are consecutive)
     parallel: bool = False
     alone_reason: str | None = None
     # True when this group may only start once everything before it has finished (a higher-scope
@@ -259,12 +261,13 @@ class Planner:
         return bool(_WARNING_FILTER_CALLS.search(body))
 
     def plan(self, items: Sequence[pytest.Item]) -> tuple[list[Group], dict[pytest.Item, object]]:
-        """Split items into groups; also return each item's chain key (see Decision)."""
+        """Split items into consecutive groups; also return the chain key (see Decision) of
+        each item whose chain has other members."""
         groups: list[Group] = []
         chains: dict[pytest.Item, object] = {}
         current_key: object = None
         decisions = [self.decide(item) for item in items]
-        for item, decision in zip(items, decisions, strict=True):
+        for index, (item, decision) in enumerate(zip(items, decisions, strict=True)):
             if decision.key is not None and decision.key == current_key:
                 groups[-1].items.append(item)
             else:
@@ -275,6 +278,7 @@ class Planner:
                 groups.append(
                     Group(
                         [item],
+                        start=index,
                         parallel=parallel,
                         alone_reason=decision.alone_reason,
                         barrier_before=barrier,
@@ -283,6 +287,10 @@ class Planner:
                 current_key = decision.key
             if decision.chain_key is not None:
                 chains[item] = decision.chain_key
+        # A chain of one orders nothing; most test functions are not parametrized, and a big
+        # suite would keep a key per test for the whole run.
+        members = collections.Counter(chains.values())
+        chains = {item: key for item, key in chains.items() if members[key] > 1}
         for group in groups:
             if group.parallel and len(group.items) == 1:
                 group.parallel = False

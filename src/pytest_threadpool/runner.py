@@ -29,7 +29,7 @@ from pytest_threadpool.item_run import ItemRun
 from pytest_threadpool.logging_capture import ThreadedLogging
 from pytest_threadpool.options import Settings
 from pytest_threadpool.reporting import Reporter
-from pytest_threadpool.scheduling import DurationHistory
+from pytest_threadpool.scheduling import TRACKS_CPU_SHARE, DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
 from pytest_threadpool.terminal_output import TerminalFlusher
 from pytest_threadpool.threads import inherited_capture
@@ -54,7 +54,7 @@ class ThreadedSession:
         self.settings = settings
         self.shared = SharedScopes()
         self.reporter = Reporter(self.config)
-        self.history = DurationHistory(self.config)
+        self.history = DurationHistory(self.config, session.items)
         self.timeouts = Timeouts(self.config, settings.timeout)
         self.hung: list[str] = []
         self.capturing = self.config.getoption("capture", "fd") != "no"
@@ -124,7 +124,6 @@ class ThreadedSession:
     # -- scheduling ----------------------------------------------------------------------
 
     def _run_groups(self, groups: list[Group], chains: dict, items: list[pytest.Item]) -> None:
-        position = {item: index for index, item in enumerate(items)}
         for group in groups:
             if self._session_stopping():
                 break
@@ -133,46 +132,45 @@ class ThreadedSession:
                 if self._session_stopping():
                     break
             if not group.parallel:
-                for item in group.items:
-                    self._run_inline(self._new_run(item, position[item], items, group))
+                for index, item in enumerate(group.items, group.start):
+                    self._run_inline(self._new_run(item, index, items, group))
                     if self._session_stopping():
                         break
                 continue
-            self._run_parallel_group(group, chains, items, position)
+            self._run_parallel_group(group, chains, items)
         self._drain()
         self._finish_remaining_scopes()
 
-    def _run_parallel_group(
-        self, group: Group, chains: dict, items: list[pytest.Item], position: dict
-    ) -> None:
-        order = self._submission_order(group, chains)
+    def _run_parallel_group(self, group: Group, chains: dict, items: list[pytest.Item]) -> None:
+        order = self._submission_order(group, chains)  # indexes in session.items
         # Every test of the group holds its scopes open from the start: with tests submitted
         # out of collection order, the one that closes a scope may finish before the others
         # under that scope have been submitted.
-        for item in order:
-            self._hold_pending(position[item], item)
+        for index in order:
+            self._hold_pending(index, items[index])
         on_main: list[ItemRun] = []
         # Shared scopes are set up in collection order, as a sequential run sets them up (their
         # output and errors belong to the first test that needs them), even when tests are
         # submitted out of that order: a test is prepared, with every test collected before it,
         # when its turn to be submitted comes.
-        prepared: dict[pytest.Item, ItemRun] = {}
-        unprepared = iter(group.items)
-        for number, item in enumerate(order):
+        prepared: dict[int, ItemRun] = {}
+        unprepared = iter(range(group.start, group.start + len(group.items)))
+        for number, index in enumerate(order):
             self._wait_for_room(on_main)
             if self._session_stopping():
                 for unstarted in order[number:]:
-                    self._release_pending(position[unstarted], unstarted)
+                    self._release_pending(unstarted, items[unstarted])
                 break
-            while item not in prepared:
+            while index not in prepared:
                 earlier = next(unprepared)
-                prepared[earlier] = self._new_run(earlier, position[earlier], items, group)
+                prepared[earlier] = self._new_run(items[earlier], earlier, items, group)
                 self._prepare(prepared[earlier])
-            run = prepared.pop(item)
-            if self._runs_on_main(run, chains.get(item)):
+            run = prepared.pop(index)
+            chain_key = chains.get(run.item)
+            if self._runs_on_main(run, chain_key):
                 on_main.append(run)
             else:
-                self._submit(run, chains.get(item))
+                self._submit(run, chain_key)
                 self._poll(0)
         for run in on_main:
             if self._session_stopping():
@@ -180,7 +178,7 @@ class ThreadedSession:
                 continue
             self._run_on_main(run)
 
-    def _submission_order(self, group: Group, chains: dict) -> list[pytest.Item]:
+    def _submission_order(self, group: Group, chains: dict) -> list[int]:
         """Long tests first, the rest in collection order: with at most ``window`` tests in
         the pool at a time, a long test late in collection order must still be submitted early
         to start early. "Long" is at least LONG_TEST_SHARE of one worker's share of the group's
@@ -191,20 +189,18 @@ class ThreadedSession:
         submitted before it."""
         known = [self.history.priority(item) for item in group.items]
         cutoff = sum(known) / self.settings.workers * LONG_TEST_SHARE
-        rank = {
-            item: -seconds if seconds > 0 and seconds >= cutoff else 0.0
-            for item, seconds in zip(group.items, known, strict=True)
-        }
-        ranked = sorted(group.items, key=rank.__getitem__)
-        members: dict[object, list[pytest.Item]] = collections.defaultdict(list)
-        for item in group.items:  # collection order
-            key = chains.get(item)
+        rank = [-seconds if seconds > 0 and seconds >= cutoff else 0.0 for seconds in known]
+        ranked = sorted(range(len(group.items)), key=rank.__getitem__)  # offsets in the group
+        keys = [chains.get(item) for item in group.items]
+        members: dict[object, list[int]] = collections.defaultdict(list)
+        for offset, key in enumerate(keys):  # collection order
             if key is not None:
-                members[key].append(item)
-        if not members:
-            return ranked
+                members[key].append(offset)
         queues = {key: iter(chained) for key, chained in members.items()}
-        return [item if chains.get(item) is None else next(queues[chains[item]]) for item in ranked]
+        return [
+            group.start + (offset if keys[offset] is None else next(queues[keys[offset]]))
+            for offset in ranked
+        ]
 
     def _wait_for_room(self, on_main: list[ItemRun]) -> None:
         """Block until fewer than ``window`` tests are in the pool. A test's run and scopes are
@@ -263,7 +259,7 @@ class ThreadedSession:
         return timeout
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
-        start = time.thread_time()
+        start = time.thread_time() if TRACKS_CPU_SHARE else 0.0
         if FREE_THREADED:
             self.pins.pin_from_this_thread()
             if hasattr(run.item, "_initrequest"):
@@ -274,7 +270,8 @@ class ThreadedSession:
         try:
             run_protocol(run, self.shared, self._teardown_shared)
         finally:
-            run.cpu_time = time.thread_time() - start
+            if TRACKS_CPU_SHARE:
+                run.cpu_time = time.thread_time() - start
 
     # -- CPU-bound tests on a GIL build ---------------------------------------------------
 

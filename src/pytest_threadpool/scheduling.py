@@ -4,6 +4,9 @@ runner runs them one at a time while I/O-bound tests still overlap)."""
 
 from __future__ import annotations
 
+import sysconfig
+from collections.abc import Sequence
+
 import pytest
 
 CACHE_KEY = "threadpool/durations"
@@ -12,31 +15,57 @@ CPU_CACHE_KEY = "threadpool/cpu-share"
 # On a GIL build a CPU-bound test that shared the GIL with k others measures about 1/(k+1), so
 # the bar is low; I/O-bound tests (sleeping, waiting on sockets) measure a few percent.
 CPU_BOUND_SHARE = 0.2
+# Only a GIL build asks which tests are CPU-bound: a free-threaded one neither loads nor records
+# CPU shares (nor measures its tests' thread CPU time).
+TRACKS_CPU_SHARE = not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+
+class _StoredValues:
+    """One cache entry (node id -> number): the session's tests keyed by their items' own node
+    id strings (not the decoder's copies: a big suite would hold each id twice), and the
+    entries of tests outside this session kept as loaded, to be written back unchanged."""
+
+    def __init__(self, cache: pytest.Cache | None, key: str, items: Sequence[pytest.Item]):
+        self._cache = cache
+        self._key = key
+        stored = cache.get(key, {}) if cache is not None else {}
+        if not isinstance(stored, dict):
+            stored = {}
+        self.values: dict[str, float] = {}
+        for item in items:
+            value = stored.pop(item.nodeid, None)
+            if _is_number(value):
+                self.values[item.nodeid] = float(value)
+        self._others = {k: v for k, v in stored.items() if _is_number(v)}
+        self._changed = False
+
+    def set(self, nodeid: str, value: float) -> None:
+        self.values[nodeid] = value
+        self._changed = True
+
+    def save(self) -> None:
+        if self._changed and self._cache is not None:
+            self._cache.set(self._key, {**self._others, **self.values})
 
 
 class DurationHistory:
     """Per-test run times from earlier sessions (``.pytest_cache``), updated by this one."""
 
-    def __init__(self, config: pytest.Config) -> None:
-        self._cache = getattr(config, "cache", None)
-        self._known = self._load(CACHE_KEY)
-        self._cpu_share = self._load(CPU_CACHE_KEY)
-        self._updates: dict[str, float] = {}
-        self._cpu_updates: dict[str, float] = {}
-
-    def _load(self, key: str) -> dict[str, float]:
-        stored = self._cache.get(key, {}) if self._cache is not None else {}
-        if not isinstance(stored, dict):
-            return {}
-        return {k: float(v) for k, v in stored.items() if _is_number(v)}
+    def __init__(self, config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+        cache = getattr(config, "cache", None)
+        self._durations = _StoredValues(cache, CACHE_KEY, items)
+        self._cpu_share = _StoredValues(cache, CPU_CACHE_KEY, items) if TRACKS_CPU_SHARE else None
 
     def cpu_bound(self, item: pytest.Item) -> bool:
         """Did this test spend most of its last run computing on its own thread?"""
-        return self._cpu_share.get(item.nodeid, 0.0) >= CPU_BOUND_SHARE
+        if self._cpu_share is None:
+            return False
+        return self._cpu_share.values.get(item.nodeid, 0.0) >= CPU_BOUND_SHARE
 
     def priority(self, item: pytest.Item) -> float:
-        """Higher starts first: the longest known tests; unknown ones keep collection order."""
-        return self._known.get(item.nodeid, 0.0)
+        """Higher starts first: the longest known tests; unknown ones keep collection order.
+        A test's entry changes only once it has run, so this stays its last session's time."""
+        return self._durations.values.get(item.nodeid, 0.0)
 
     def record(
         self,
@@ -47,19 +76,14 @@ class DurationHistory:
     ) -> None:
         if run_time is None:
             run_time = sum(report.duration for report in reports)
-        self._updates[item.nodeid] = round(run_time, 6)
-        if cpu_time is not None and run_time > 0:
-            self._cpu_updates[item.nodeid] = round(min(cpu_time / run_time, 1.0), 3)
+        self._durations.set(item.nodeid, round(run_time, 6))
+        if self._cpu_share is not None and cpu_time is not None and run_time > 0:
+            self._cpu_share.set(item.nodeid, round(min(cpu_time / run_time, 1.0), 3))
 
     def save(self) -> None:
-        if self._cache is None:
-            return
-        for key, known, updates in (
-            (CACHE_KEY, self._known, self._updates),
-            (CPU_CACHE_KEY, self._cpu_share, self._cpu_updates),
-        ):
-            if updates:
-                self._cache.set(key, {**known, **updates})
+        self._durations.save()
+        if self._cpu_share is not None:
+            self._cpu_share.save()
 
 
 def _is_number(value: object) -> bool:

@@ -103,15 +103,16 @@ def outcomes_from_junit(path) -> dict[str, str]:
 @pytest.mark.parametrize("with_history", [False, True], ids=["first-run", "second-run"])
 @pytest.mark.parametrize("name", sorted(SUITES))
 def test_parallel_run_matches_sequential(pytester: pytest.Pytester, name: str, with_history):
-    """second-run: the threaded run before it left durations and CPU shares in the cache, so
-    the scheduler reorders (and on a GIL build runs CPU-bound tests on the main thread)."""
+    """second-run: the threaded run before it left durations (and on a GIL build CPU shares)
+    in the cache, so the scheduler reorders (and on a GIL build runs CPU-bound tests on the
+    main thread)."""
     pytester.makepyfile(**{f"test_{name}": SUITES[name]})
     sequential = pytester.runpytest("--junitxml=seq.xml", "-p", "no:cacheprovider")
     cache = ["-p", "no:cacheprovider"]
     if with_history:
         cache = ["-o", "cache_dir=.threadpool-cache"]
         pytester.runpytest("--threadpool", "4", *cache)
-        assert (pytester.path / ".threadpool-cache" / "v" / "threadpool" / "cpu-share").is_file()
+        assert (pytester.path / ".threadpool-cache" / "v" / "threadpool" / "durations").is_file()
     parallel = pytester.runpytest("--threadpool", "4", "--junitxml=par.xml", *cache)
     assert parallel.ret == sequential.ret
     seq = outcomes_from_junit(pytester.path / "seq.xml")
