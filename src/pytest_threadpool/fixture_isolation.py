@@ -72,6 +72,16 @@ def _get_finalizers(self: FixtureDef) -> list[Callable[[], object]]:
     return entry[1]
 
 
+def _forget_if_finished(fixturedef: FixtureDef) -> None:
+    """Drop the calling thread's entry once it holds neither a value nor finalizers (pytest's
+    ``finish`` reads the finalizer list again after resetting the value, which re-creates it):
+    a thread would otherwise keep an entry for every definition it ever ran."""
+    state = _per_thread.state
+    entry = state.get(fixturedef)
+    if entry is not None and entry[0] is None and not entry[1]:
+        del state[fixturedef]
+
+
 def _set_finalizers(self: FixtureDef, value: list[Callable[[], object]]) -> None:
     if not _state_per_thread(self):
         self.__dict__["_finalizers"] = value
@@ -83,6 +93,7 @@ def _set_finalizers(self: FixtureDef, value: list[Callable[[], object]]) -> None
 def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
     """Install per-thread fixture state on FixtureDef for the duration of a threaded run."""
     original_execute = FixtureDef.execute
+    original_finish = FixtureDef.finish
 
     def execute(self: FixtureDef, request: Any) -> Any:
         __tracebackhide__ = True
@@ -102,13 +113,22 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
                 return original_execute(self, request)
         reraise_shared(error, cached[2][1])
 
+    def finish(self: FixtureDef, request: Any) -> None:
+        try:
+            original_finish(self, request)
+        finally:
+            if _state_per_thread(self):
+                _forget_if_finished(self)
+
     FixtureDef.cached_result = property(_get_cached_result, _set_cached_result)  # type: ignore[assignment,method-assign]
     FixtureDef._finalizers = property(_get_finalizers, _set_finalizers)  # type: ignore[assignment,method-assign,misc]
     FixtureDef.execute = execute  # type: ignore[method-assign]
+    FixtureDef.finish = finish  # type: ignore[method-assign]
     try:
         yield
     finally:
         FixtureDef.execute = original_execute  # type: ignore[method-assign]
+        FixtureDef.finish = original_finish  # type: ignore[method-assign]
         del FixtureDef._finalizers
         del FixtureDef.cached_result
         _per_thread.state.clear()

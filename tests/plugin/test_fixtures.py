@@ -402,3 +402,35 @@ def test_finished_tests_keep_no_more_requests_alive_than_a_sequential_run(
         pytester.runpytest(*args).assert_outcomes(passed=21)
         live[mode] = (pytester.path / "live.txt").read_text()
     assert live["pool"] == live["sequential"]
+
+
+def test_threads_keep_no_state_for_finished_function_fixtures(pytester: pytest.Pytester):
+    """Function fixtures keep their value and finalizers per thread while a test uses them; a
+    thread keeps nothing for a fixture once its test finished (each directly parametrized
+    function has its own fixture definitions, so a long-lived worker would otherwise hold an
+    entry for every one it ever ran). Every test checks its own thread at setup: with 12 tests
+    on 2 workers, some worker runs a test after another."""
+    pytester.makeconftest(
+        """
+        import pytest
+        from pytest_threadpool import fixture_isolation
+
+        @pytest.fixture(autouse=True)
+        def no_leftovers():
+            leftovers = [
+                fixturedef.argname
+                for fixturedef, (value, finalizers) in fixture_isolation._per_thread.state.items()
+                if value is None and not finalizers
+            ]
+            assert leftovers == []
+        """
+    )
+    pytester.makepyfile(
+        "import pytest\n"
+        "pytestmark = pytest.mark.parallelizable('children')\n"
+        + "".join(
+            f"@pytest.mark.parametrize('x{i}', [{i}])\ndef test_{i}(x{i}, tmp_path): pass\n"
+            for i in range(12)
+        )
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=12)
