@@ -56,10 +56,9 @@ def _set_cached_result(self: FixtureDef, value: Any) -> None:
     if entry is None:
         if value is not None:
             state[self] = [value, []]
-    elif value is None and not entry[1]:
-        del state[self]  # nothing left for this thread: don't keep the definition alive
-    else:
-        entry[0] = value
+        return
+    entry[0] = value
+    _forget_if_finished(self)  # nothing left for this thread: don't keep the definition alive
 
 
 def _get_finalizers(self: FixtureDef) -> list[Callable[[], object]]:
