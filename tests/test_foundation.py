@@ -17,6 +17,7 @@ FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 def test_engine_matches_interpreter_build():
     info = _engine.build_info()
     assert info["free_threaded"] is FREE_THREADED
+    assert _engine.FREE_THREADED is FREE_THREADED
     assert info["c_standard"] >= 201112
 
 

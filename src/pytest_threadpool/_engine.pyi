@@ -8,6 +8,9 @@ from typing import Any, Final, Literal, Self, TypeVar, final
 
 _T = TypeVar("_T")
 
+FREE_THREADED: Final[bool]
+"""Built for (and running on) a free-threaded CPython."""
+
 def build_info() -> dict[str, Any]:
     """How this engine was compiled (free_threaded, compiler, c_standard)."""
 

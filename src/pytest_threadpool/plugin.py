@@ -5,18 +5,17 @@ thread. Without ``--threadpool`` pytest runs as if the plugin were absent."""
 from __future__ import annotations
 
 import sys
-import sysconfig
 
 import pytest
 
-from pytest_threadpool import execution, hookspecs, options
+from pytest_threadpool import _engine, execution, hookspecs, options
 from pytest_threadpool.grouping import PytestThreadpoolWarning
 from pytest_threadpool.markers import MARKER_LINES, MARKER_PARALLEL_ONLY
 
 SETTINGS_KEY = pytest.StashKey[options.Settings]()
 SESSION_KEY = pytest.StashKey[object]()
 PLANNER_KEY = pytest.StashKey[object]()
-FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+FREE_THREADED = _engine.FREE_THREADED
 
 # Options whose output or interaction assumes one test at a time on the main thread.
 _SEQUENTIAL_OPTIONS = {

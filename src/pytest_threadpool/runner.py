@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import sys
-import sysconfig
 import time
 from collections.abc import Iterator
 
@@ -38,7 +37,6 @@ from pytest_threadpool.tmp_paths import numbered_dir_scan_in_c, serialised_baset
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
 
-FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 WINDOW_MIN = 256
 WINDOW_PER_WORKER = 4
 LONG_TEST_SHARE = 0.05  # see _submission_order
@@ -260,7 +258,7 @@ class ThreadedSession:
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
         start = time.thread_time() if TRACKS_CPU_SHARE else 0.0
-        if FREE_THREADED:
+        if _engine.FREE_THREADED:
             self.pins.pin_from_this_thread()
             if hasattr(run.item, "_initrequest"):
                 # A fresh fixture request, made on this thread (as pytest does for a re-run):
@@ -281,7 +279,7 @@ class ThreadedSession:
         group's other tests are started, so I/O-bound ones still overlap. Variants of one
         function stay together (on the main thread, or chained in the pool) so they still
         run one after another."""
-        if FREE_THREADED:
+        if _engine.FREE_THREADED:
             return False
         if chain_key is not None:
             if chain_key in self.main_chains:

@@ -4,10 +4,11 @@ runner runs them one at a time while I/O-bound tests still overlap)."""
 
 from __future__ import annotations
 
-import sysconfig
 from collections.abc import Sequence
 
 import pytest
+
+from pytest_threadpool import _engine
 
 CACHE_KEY = "threadpool/durations"
 CPU_CACHE_KEY = "threadpool/cpu-share"
@@ -17,7 +18,7 @@ CPU_CACHE_KEY = "threadpool/cpu-share"
 CPU_BOUND_SHARE = 0.2
 # Only a GIL build asks which tests are CPU-bound: a free-threaded one neither loads nor records
 # CPU shares (nor measures its tests' thread CPU time).
-TRACKS_CPU_SHARE = not sysconfig.get_config_var("Py_GIL_DISABLED")
+TRACKS_CPU_SHARE = not _engine.FREE_THREADED
 
 
 class _StoredValues:

@@ -19,15 +19,18 @@ engine_state *engine_state_from_type(PyTypeObject *type)
     return module ? engine_state_from_module(module) : NULL;
 }
 
+/* The engine is compiled for the interpreter that loads it, so its ABI is that build's fact:
+ * the Python layer asks here instead of importing sysconfig (and its data module) to learn it. */
+#ifdef Py_GIL_DISABLED
+#define ENGINE_FREE_THREADED Py_True
+#else
+#define ENGINE_FREE_THREADED Py_False
+#endif
+
 static PyObject *build_info(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     (void)module;
-#ifdef Py_GIL_DISABLED
-    PyObject *ft = Py_True;
-#else
-    PyObject *ft = Py_False;
-#endif
-    return Py_BuildValue("{s:O,s:s,s:i}", "free_threaded", ft, "compiler", __VERSION__,
+    return Py_BuildValue("{s:O,s:s,s:i}", "free_threaded", ENGINE_FREE_THREADED, "compiler", __VERSION__,
                          "c_standard", (int)__STDC_VERSION__);
 }
 
@@ -66,6 +69,9 @@ static int engine_exec(PyObject *module)
     st->str_flush = PyUnicode_InternFromString("flush");
     st->str_buffer = PyUnicode_InternFromString("buffer");
     if (st->str_write == NULL || st->str_flush == NULL || st->str_buffer == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "FREE_THREADED", ENGINE_FREE_THREADED) < 0) {
         return -1;
     }
     if (add_task_timeout(module, st) < 0 || task_result_exec(module, st) < 0 ||
