@@ -116,3 +116,36 @@ def test_plugin_can_be_disabled(pytester: pytest.Pytester):
     result = pytester.runpytest("-p", "no:threadpool", "--threadpool", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unrecognized arguments: --threadpool*"])
+
+
+PLUGIN_FOOTPRINT_CONFTEST = """
+import sys
+
+def pytest_sessionfinish(session):
+    hooks = session.config.pluginmanager.hook.pytest_runtest_protocol.get_hookimpls()
+    names = (getattr(impl.plugin, "__name__", "") for impl in hooks)
+    ours = sorted(name for name in names if name.startswith("pytest_threadpool"))
+    loaded = sorted(name for name in sys.modules if name.startswith("pytest_threadpool."))
+    print(f"\\nOURS-PROTOCOL {ours}\\nOURS-LOADED {loaded}")
+"""
+
+
+@pytest.mark.parametrize("args", [[], ["--threadpool", "1"], ["--threadpool", "2"]])
+def test_without_a_pool_no_protocol_hook_and_no_runner_modules(
+    pytester: pytest.Pytester, args: list[str]
+):
+    """Without a pool the plugin stays out of every test's hook calls and start-up: no
+    pytest_runtest_protocol of ours, and the execution machinery is never imported."""
+    pytester.makeconftest(PLUGIN_FOOTPRINT_CONFTEST)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=1)
+    protocol = next(line for line in result.outlines if line.startswith("OURS-PROTOCOL"))
+    loaded = next(line for line in result.outlines if line.startswith("OURS-LOADED"))
+    if args == ["--threadpool", "2"]:
+        assert "pytest_threadpool.execution" in protocol
+        assert "pytest_threadpool.runner" in loaded
+    else:
+        assert protocol == "OURS-PROTOCOL []"
+        for module in ("execution", "runner", "grouping", "item_run", "setupstate"):
+            assert f"pytest_threadpool.{module}'" not in loaded

@@ -15,7 +15,7 @@ from pytest_threadpool.setupstate import ItemSetupState, RoutingSetupState, Shar
 def run_protocol(run: ItemRun, shared: SharedScopes, teardown_shared: Callable) -> None:
     """Run ``pytest_runtest_protocol`` for ``run.item`` on the calling thread, so every hook
     wrapper of every plugin runs around it as in a sequential session. For pool runs our own
-    implementation (``protocol_hook``) collects the reports instead of logging them."""
+    ``pytest_runtest_protocol`` (below) collects the reports instead of logging them."""
     state = ItemSetupState(shared, run.item, lambda: teardown_shared(run))
     run.item_errors = state.item_errors  # not the state itself: it refers back to run
     RoutingSetupState.bind(state)
@@ -33,9 +33,10 @@ def run_protocol(run: ItemRun, shared: SharedScopes, teardown_shared: Callable) 
         RoutingSetupState.bind(None)
 
 
-def protocol_hook(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    """Our ``pytest_runtest_protocol`` (tryfirst): for pool runs, run the three phases without
-    logging; the main thread logs them (reporting hooks only ever run there)."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Registered (this module) for threaded sessions only. For pool runs: the three phases,
+    not logged; the main thread logs them (reporting hooks only ever run there)."""
     run = current_run()
     if run is None or run.item is not item or run.inline:
         return None

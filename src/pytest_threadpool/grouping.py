@@ -25,14 +25,11 @@ from pytest_threadpool.markers import (
     MARKER_NOT_PARALLELIZABLE,
     MARKER_PARALLELIZABLE,
     ParallelScope,
+    PytestThreadpoolWarning,
 )
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
 _WARNING_FILTER_CALLS = re.compile(r"\b(warns|deprecated_call|catch_warnings)\s*\(")
-
-
-class PytestThreadpoolWarning(pytest.PytestWarning):
-    """Warnings issued by pytest-threadpool."""
 
 
 @dataclass(frozen=True)

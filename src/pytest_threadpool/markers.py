@@ -33,6 +33,10 @@ class ParallelScope(enum.StrEnum):
         )
 
 
+class PytestThreadpoolWarning(pytest.PytestWarning):
+    """Warnings issued by pytest-threadpool (marker misuse, options it cannot honour)."""
+
+
 MARKER_LINES = (
     f"{MARKER_PARALLELIZABLE}(scope): run tests under this node concurrently with --threadpool; "
     "scope is one of 'children', 'parameters', 'all'",

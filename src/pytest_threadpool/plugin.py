@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from pytest_threadpool import _engine, execution, hookspecs, options
-from pytest_threadpool.grouping import PytestThreadpoolWarning
-from pytest_threadpool.markers import MARKER_LINES, MARKER_PARALLEL_ONLY
+from pytest_threadpool import _engine, hookspecs, options
+from pytest_threadpool.markers import MARKER_LINES, MARKER_PARALLEL_ONLY, PytestThreadpoolWarning
 
 SETTINGS_KEY = pytest.StashKey[options.Settings]()
 SESSION_KEY = pytest.StashKey[object]()
@@ -71,8 +70,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "timeout(seconds): fail the test if it runs longer (enforced by --threadpool)"
     )
-    from pytest_threadpool import timeouts
+    # What runs pool items and the runner's modules load only for threaded sessions: without
+    # --threadpool, pytest's per-test hook calls and start-up are those of a session without us.
+    # Imported by full name (not `from pytest_threadpool import ...`): that form would take a
+    # stale package attribute after pytester's in-process runs drop the module from sys.modules,
+    # while the runner imports a fresh copy with its own thread context.
+    import pytest_threadpool.execution as execution
+    import pytest_threadpool.timeouts as timeouts
 
+    config.pluginmanager.register(execution, "threadpool-execution")
     config.pluginmanager.register(timeouts, "threadpool-timeouts")
     # Thread-aware capsys/capsysbinary/capteesys, registered before collection so that they
     # override pytest's (which swap process-wide streams).
@@ -149,11 +155,6 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
                 stacklevel=2,
             )
     return True
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    return execution.protocol_hook(item, nextitem)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
