@@ -7,9 +7,16 @@ Public helpers::
 
 from pytest_threadpool.markers import (
     ParallelScope,
+    PytestThreadpoolWarning,
     not_parallelizable,
     parallel_only,
     parallelizable,
 )
 
-__all__ = ["ParallelScope", "not_parallelizable", "parallel_only", "parallelizable"]
+__all__ = [
+    "ParallelScope",
+    "PytestThreadpoolWarning",
+    "not_parallelizable",
+    "parallel_only",
+    "parallelizable",
+]

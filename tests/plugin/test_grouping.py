@@ -267,6 +267,12 @@ def test_children_on_function_warns(pytester: pytest.Pytester):
     result = pytester.runpytest("--threadpool", "2")
     assert result.parseoutcomes()["passed"] == 1
     result.stdout.fnmatch_lines(["*parallelizable('children') on the function test_plain*"])
+    # The warning class is importable from the package, so a suite can filter it by name.
+    quiet = pytester.runpytest(
+        "--threadpool", "2", "-W", "ignore::pytest_threadpool.PytestThreadpoolWarning"
+    )
+    assert quiet.parseoutcomes() == {"passed": 1}
+    assert "test_plain" not in quiet.stdout.str()
 
 
 def test_parallel_only(pytester: pytest.Pytester):
