@@ -228,6 +228,8 @@ class Planner:
         unsafe = sorted(self.unsafe_fixtures.intersection(item.fixturenames))
         if unsafe:
             return "uses " + ", ".join(unsafe)
+        if _rerun_by_plugin(item):
+            return "rerun on failure by pytest-rerunfailures"
         if sys.version_info < (3, 14):
             if above.filterwarnings or "filterwarnings" in names:
                 return "has filterwarnings marks (warning filters are process-wide before 3.14)"
@@ -327,3 +329,12 @@ def _compatible(previous: Group, item: pytest.Item) -> bool:
         if node is None or node not in shared_chain:
             return False
     return True
+
+
+def _rerun_by_plugin(item: pytest.Function) -> bool:
+    """Will pytest-rerunfailures rerun this test when it fails? Its own pytest_runtest_protocol
+    runs and logs the attempts, which only works on the main thread with nothing else running
+    (in the pool our protocol runs instead and the test would not be rerun)."""
+    plugin = item.config.pluginmanager.get_plugin("rerunfailures")
+    reruns_for = getattr(plugin, "get_reruns_count", None)
+    return reruns_for is not None and bool(reruns_for(item))

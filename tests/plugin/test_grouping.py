@@ -323,3 +323,34 @@ def test_run_alone_marks_apply_from_class_and_module_levels(pytester: pytest.Pyt
     alone = 4 if sys.version_info < (3, 14) else 2  # filterwarnings is per-thread from 3.14 on
     result.stdout.fnmatch_lines([f"{alone} test(s) ran with nothing else running:*"])
     result.stdout.fnmatch_lines(["*TestUnsafe::test_u1 (marked thread_unsafe)*"])
+
+
+def test_tests_rerun_by_rerunfailures_run_alone_and_get_their_reruns(pytester: pytest.Pytester):
+    """pytest-rerunfailures reruns a failed test from its own pytest_runtest_protocol, which
+    needs the main thread with nothing else running: such tests run alone, with the same
+    outcomes (and rerun reports) as sequentially; the others still run in the pool."""
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        attempts = []
+
+        @pytest.mark.flaky(reruns=2)
+        def test_flaky():
+            attempts.append(1)
+            assert len(attempts) >= 2
+
+        def test_plain_a(): pass
+        def test_plain_b(): pass
+        """
+    )
+    sequential = pytester.runpytest("-p", "no:threadpool", "-p", "no:cacheprovider")
+    parallel = pytester.runpytest("--threadpool", "2", "-p", "no:cacheprovider", "-v")
+    assert sequential.parseoutcomes() == {"passed": 3, "rerun": 1}
+    assert parallel.parseoutcomes() == {"passed": 3, "rerun": 1}
+    parallel.stdout.fnmatch_lines(
+        [
+            "*1 test(s) ran with nothing else running: 1 rerun on failure by pytest-rerunfailures",
+            "*test_flaky (rerun on failure by pytest-rerunfailures)*",
+        ]
+    )
