@@ -19,8 +19,13 @@ from pytest_threadpool.context import current_run
 @contextmanager
 def crash_attribution(stderr_fd: int) -> Iterator[None]:
     original_exit = os._exit
+    session_pid = os.getpid()
 
     def _exit(code: int) -> None:
+        if os.getpid() != session_pid:
+            # A child forked by a test (multiprocessing workers end this way): the run goes on
+            # in the parent, so there is nothing to say.
+            original_exit(code)
         run = current_run()
         who = run.item.nodeid if run is not None else "code outside any test"
         message = f"pytest-threadpool: os._exit({code}) called by {who}; the run ends here\n"

@@ -43,6 +43,45 @@ def test_os_exit_names_the_test(pytester: pytest.Pytester):
     result.stderr.fnmatch_lines(["*os._exit(7) called by *::test_exits*"])
 
 
+def test_forked_children_exiting_or_crashing_do_not_speak_for_the_run(pytester: pytest.Pytester):
+    """A child forked by a test inherits the os._exit wrapper and the crash handler, but the
+    run goes on in the parent: a child that exits (multiprocessing workers end with os._exit)
+    or crashes says nothing in the plugin's name; the parent's results are unaffected."""
+    pytester.makepyfile(
+        """
+        import ctypes, multiprocessing, os, signal, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+
+        def _square(x):
+            return x * x
+
+        def _fork(child):
+            pid = os.fork()
+            if pid == 0:
+                child()
+                os._exit(3)
+            return os.waitpid(pid, 0)[1]
+
+        def test_child_exits():
+            assert os.waitstatus_to_exitcode(_fork(lambda: os._exit(0))) == 0
+
+        def test_child_crashes():
+            status = _fork(lambda: ctypes.string_at(0))
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSEGV
+
+        def test_multiprocessing_pool():
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                assert pool.map(_square, range(4)) == [0, 1, 4, 9]
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--threadpool", "3", "-W", "ignore::DeprecationWarning", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=3)
+    output = result.stdout.str() + result.stderr.str()
+    assert "pytest-threadpool:" not in output
+
+
 @pytest.mark.parametrize("small_window", [False, True], ids=["window-default", "window-2"])
 def test_sigint_during_run_stops_promptly_and_tears_down_shared_fixtures(
     pytester: pytest.Pytester, small_window: bool

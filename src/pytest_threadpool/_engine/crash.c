@@ -99,6 +99,10 @@ static struct sigaction g_prev[N_FATAL];
 static int g_installed; /* guarded by g_install_mu */
 static PyMutex g_install_mu;
 static atomic_int g_reported;
+/* The process that installed the handler: a child forked by a test inherits the handler and a
+ * copy of the slots, but the tests listed there run in the parent, so a child that crashes
+ * only chains to the previous handler (faulthandler's traceback, as in a sequential run). */
+static atomic_int g_owner_pid;
 /* Where the report goes: fd 2 by default; the plugin passes a duplicate of the terminal's
  * stderr while fd 2 itself is redirected to a capture file. */
 static atomic_int g_out_fd = 2;
@@ -179,7 +183,7 @@ static void crash_handler(int sig, siginfo_t *info, void *ucontext)
         return;
     }
     /* one report per process, even if several threads crash at once */
-    if (atomic_exchange(&g_reported, 1) == 0) {
+    if (getpid() == atomic_load(&g_owner_pid) && atomic_exchange(&g_reported, 1) == 0) {
         report(idx, sig);
     }
     /* Chain: put the previous action back and run it, so faulthandler's traceback follows ours
@@ -224,6 +228,7 @@ static PyObject *install_crash_handler(PyObject *module, PyObject *const *args, 
         }
     }
     atomic_store(&g_out_fd, fd);
+    atomic_store(&g_owner_pid, (int)getpid());
     PyMutex_Lock(&g_install_mu);
     if (!g_installed) {
         struct sigaction sa;
