@@ -29,7 +29,13 @@ from pytest_threadpool.markers import (
 )
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
+# Calls in a test's own source that change process-wide state while it runs.
 _WARNING_FILTER_CALLS = re.compile(r"\b(warns|deprecated_call|catch_warnings)\s*\(")
+# unittest.mock's patch as decorator, context manager or patch.object/dict/multiple (not any
+# method named patch: an HTTP test client's .patch(url) is not one).
+_MOCK_PATCH_CALLS = re.compile(
+    r"\bmock\.patch\b|@patch\b|\bwith\s+patch\s*\(|\bpatch\.(object|dict|multiple)\s*\("
+)
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,8 @@ class Planner:
         self._decisions: dict[pytest.Item, Decision] = {}
         self._chains: dict[pytest.Node, _ChainMarks] = {}
         self._parsed: dict[int, ParallelScope] = {}  # id of a class/module/package mark -> scope
-        self._module_mentions: dict[str | None, bool] = {}
+        # module name -> which of the call patterns its source contains
+        self._module_mentions: dict[str | None, frozenset[re.Pattern[str]]] = {}
 
     def decide(self, item: pytest.Item) -> Decision:
         """The item's decision (computed once: marker warnings are issued once)."""
@@ -233,16 +240,18 @@ class Planner:
         if sys.version_info < (3, 14):
             if above.filterwarnings or "filterwarnings" in names:
                 return "has filterwarnings marks (warning filters are process-wide before 3.14)"
-            if self._changes_warning_filters(item):
+            if self._source_calls(item, _WARNING_FILTER_CALLS):
                 return "uses pytest.warns/catch_warnings (process-wide before 3.14)"
+        if self._source_calls(item, _MOCK_PATCH_CALLS):
+            return "uses mock.patch (patches are process-wide)"
         return None
 
-    def _changes_warning_filters(self, item: pytest.Function) -> bool:
-        """Does the test body use pytest.warns, pytest.deprecated_call or catch_warnings?"""
+    def _source_calls(self, item: pytest.Function, calls: re.Pattern[str]) -> bool:
+        """Does the test function's source (decorators included) contain one of ``calls``?"""
         function = getattr(item, "function", None)
         module = getattr(function, "__module__", None)
-        mentions = self._module_mentions.get(module)
-        if mentions is None:
+        mentioned = self._module_mentions.get(module)
+        if mentioned is None:
             cached = set(linecache.cache)
             try:
                 source = inspect.getsource(sys.modules[module])  # type: ignore[index]
@@ -250,14 +259,16 @@ class Planner:
                 source = ""
             for filename in set(linecache.cache) - cached:
                 linecache.cache.pop(filename, None)  # read once: don't keep every test file
-            mentions = self._module_mentions[module] = bool(_WARNING_FILTER_CALLS.search(source))
-        if not mentions:
+            mentioned = self._module_mentions[module] = frozenset(
+                p for p in (_WARNING_FILTER_CALLS, _MOCK_PATCH_CALLS) if p.search(source)
+            )
+        if calls not in mentioned:
             return False  # the common case: the module never mentions them
         try:
             body = inspect.getsource(function)  # type: ignore[arg-type]
         except (OSError, TypeError):
             return True
-        return bool(_WARNING_FILTER_CALLS.search(body))
+        return bool(calls.search(body))
 
     def plan(self, items: Sequence[pytest.Item]) -> tuple[list[Group], dict[pytest.Item, object]]:
         """Split items into consecutive groups; also return the chain key (see Decision) of

@@ -104,6 +104,7 @@ def addoption(parser: pytest.Parser) -> None:
         default=[
             "capfd",
             "capfdbinary",
+            "mocker",  # pytest-mock: its patches are process-wide, as monkeypatch's are
             "monkeypatch",
             "recwarn",
         ],

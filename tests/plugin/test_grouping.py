@@ -354,3 +354,62 @@ def test_tests_rerun_by_rerunfailures_run_alone_and_get_their_reruns(pytester: p
             "*test_flaky (rerun on failure by pytest-rerunfailures)*",
         ]
     )
+
+
+def test_tests_patching_with_unittest_mock_run_alone(pytester: pytest.Pytester, probe: None):
+    """mock.patch changes a module attribute for every thread: a test whose own source patches
+    (decorator, with-statement, patch.object) runs alone, as does one using pytest-mock's
+    ``mocker``; an HTTP-style client.patch(...) call is not a patch, so that test still runs in
+    the pool beside its neighbour."""
+    pytester.makepyfile(
+        test_patching="""
+        import os, threading, pytest, probe
+        from unittest import mock
+        from unittest.mock import patch
+        pytestmark = pytest.mark.parallelizable("children")
+        barrier = threading.Barrier(2, timeout=10)
+
+        class Client:
+            def patch(self, url): return url
+
+        @patch("os.getcwd", return_value="/patched")
+        def test_decorator(getcwd):
+            probe.hold()
+            assert os.getcwd() == "/patched"
+
+        def test_context_manager():
+            with patch("os.getpid", return_value=-1):
+                probe.hold()
+                assert os.getpid() == -1
+
+        def test_object():
+            with mock.patch.object(os, "getppid", return_value=-2):
+                probe.hold()
+                assert os.getppid() == -2
+
+        @pytest.fixture
+        def mocker():  # stands in for pytest-mock's fixture, unsafe by default
+            return mock
+
+        def test_mocker(mocker):
+            probe.hold()
+
+        def test_http_client():
+            assert Client().patch("/items/1") == "/items/1"
+            barrier.wait()
+
+        def test_neighbour():
+            barrier.wait()
+        """
+    )
+    result, peak = peak_after(pytester, "--threadpool", "3", "-v")
+    result.assert_outcomes(passed=6)
+    assert peak == 1
+    result.stdout.fnmatch_lines(
+        [
+            "4 test(s) ran with nothing else running: 3 uses mock.patch (patches are "
+            "process-wide); 1 uses mocker",
+            "*test_decorator (uses mock.patch*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*test_http_client (*")
