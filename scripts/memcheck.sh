@@ -11,7 +11,10 @@ py=".venv-3.13/bin/python"
 command -v valgrind >/dev/null || { echo "memcheck: valgrind not installed" >&2; exit 2; }
 [ -x "$py" ] || { echo "memcheck: $py not found (run make setup)" >&2; exit 2; }
 if [ "$#" -eq 0 ]; then
-  set -- tests/engine
+  # The deadline-race test asserts that a watchdog delivers within a second; valgrind runs one
+  # thread at a time and can starve it for longer (its C paths run in the other watchdog tests).
+  set -- tests/engine \
+    --deselect tests/engine/test_watchdog.py::test_deadline_races_never_leak_into_other_tasks
 fi
 
 log="$(mktemp)"
