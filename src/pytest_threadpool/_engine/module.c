@@ -30,8 +30,8 @@ engine_state *engine_state_from_type(PyTypeObject *type)
 static PyObject *build_info(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     (void)module;
-    return Py_BuildValue("{s:O,s:s,s:i}", "free_threaded", ENGINE_FREE_THREADED, "compiler", __VERSION__,
-                         "c_standard", (int)__STDC_VERSION__);
+    return Py_BuildValue("{s:O,s:s,s:i}", "free_threaded", ENGINE_FREE_THREADED, "compiler",
+                         __VERSION__, "c_standard", (int)__STDC_VERSION__);
 }
 
 static PyMethodDef engine_methods[] = {
