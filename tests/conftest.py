@@ -1,4 +1,6 @@
-"""Suite-wide checks: on a free-threaded build the GIL must stay disabled for the whole session."""
+"""Suite-wide checks: on a free-threaded build the GIL must stay disabled for the whole session,
+and pytest's deprecation warnings are errors in every pytest session a test runs (the plugin must
+not make pytest warn, under any pytest it supports)."""
 
 from __future__ import annotations
 
@@ -22,3 +24,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if FREE_THREADED and sys._is_gil_enabled():
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         sys.stderr.write("\nFAILED: the GIL was re-enabled during the test session\n")
+
+
+# Appended to every pytester run (in-process and subprocess). A command-line -W filter applies
+# after ini and marker filters, so it wins over them (a test that means to check a deprecation
+# warning passes its own, later, -W).
+DEPRECATIONS_AS_ERRORS = ("-W", "error::pytest.PytestDeprecationWarning")
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
+    inline_run = pytester.inline_run
+    run_subprocess = pytester.runpytest_subprocess
+
+    def inline_run_strict(*args, **kwargs):
+        return inline_run(*DEPRECATIONS_AS_ERRORS, *args, **kwargs)
+
+    def runpytest_subprocess_strict(*args, **kwargs):
+        return run_subprocess(*DEPRECATIONS_AS_ERRORS, *args, **kwargs)
+
+    pytester.inline_run = inline_run_strict  # type: ignore[method-assign]
+    pytester.runpytest_subprocess = runpytest_subprocess_strict  # type: ignore[method-assign]
+    return pytester

@@ -14,6 +14,24 @@ FREE_THREADED: Final[bool]
 def build_info() -> dict[str, Any]:
     """How this engine was compiled (free_threaded, compiler, c_standard)."""
 
+# Clocks read with clock_gettime, never through the time module: a test may replace
+# time.monotonic & co process-wide (freezegun rebinds every module attribute that is a real
+# time function), so the runner takes its timings from here.
+
+def monotonic() -> float:
+    """CLOCK_MONOTONIC in seconds; the clock of ``time.monotonic()``."""
+
+def perf_counter() -> float:
+    """The clock of ``time.perf_counter()`` (CLOCK_MONOTONIC on Linux), in seconds; values
+    compare with ``time.perf_counter()``'s."""
+
+def wall_time() -> float:
+    """CLOCK_REALTIME in seconds since the epoch; the clock of ``time.time()``."""
+
+def thread_time() -> float:
+    """CPU seconds used by the calling thread (CLOCK_THREAD_CPUTIME_ID); the clock of
+    ``time.thread_time()``."""
+
 class TaskTimeout(BaseException):
     """Raised asynchronously inside a task whose ``timeout`` passed (a ``BaseException``, so
     ``except Exception`` in a test does not swallow it). Also the ``exception`` of a hung task's

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from _pytest.assertion import util
+from pytest_threadpool.pytest_compat import assertion_util as util
 
 _NAMES = ("_reprcompare", "_assertion_pass", "_config")
 _UNSET = object()

@@ -18,8 +18,11 @@ from typing import Any
 
 import pytest
 
-from pytest_threadpool import _engine
+from pytest_threadpool import _engine, pytest_compat
 from pytest_threadpool.context import current_run
+
+# Bound at import: used again when the run ends, after tests that may have replaced them.
+_dup2 = os.dup2
 
 
 class ThreadedCapture:
@@ -40,7 +43,7 @@ class ThreadedCapture:
         capman = self.capman
         # Streams pytest's global capture handed out (e.g. to a StreamHandler made at import).
         captured_streams: dict[int, int] = {}
-        global_capture = getattr(capman, "_global_capturing", None)
+        global_capture = pytest_compat.global_capture(capman)
         for index, name in enumerate(("out", "err")):
             tmpfile = getattr(getattr(global_capture, name, None), "tmpfile", None)
             if tmpfile is not None:
@@ -101,7 +104,7 @@ class ThreadedCapture:
             def restore(fd: int = fd, saved_writer: Any = writer, sink: Any = sink) -> None:
                 _flush(sys.stdout if fd == 1 else sys.stderr)
                 saved_writer.flush()
-                os.dup2(saved_writer.fileno(), fd)
+                _dup2(saved_writer.fileno(), fd)
                 sink.seek(0)
                 leftover = sink.read().decode("utf-8", "replace")
                 sink.close()
@@ -111,11 +114,11 @@ class ThreadedCapture:
 
             self._restore.append(restore)
         if terminal is not None:
-            tw = terminal._tw
-            original_file = tw._file
+            tw = pytest_compat.terminal_writer(terminal)
+            original_file = pytest_compat.writer_file(tw)
             if original_file is old_out:
-                tw._file = targets[0]
-                self._restore.append(lambda: setattr(tw, "_file", original_file))
+                pytest_compat.set_writer_file(tw, targets[0])
+                self._restore.append(lambda: pytest_compat.set_writer_file(tw, original_file))
         self._restore.insert(0, self._report_unattributed)  # undone last: fds are back by then
         return targets[0], targets[1]
 
@@ -233,9 +236,7 @@ class ThreadCaptureFixture:
 
 
 def _result(out: Any, err: Any) -> Any:
-    from _pytest.capture import CaptureResult
-
-    return CaptureResult(out, err)
+    return pytest_compat.CaptureResult(out, err)
 
 
 def _capture_fixture(request: pytest.FixtureRequest, name: str, *, binary: bool, tee: bool):
@@ -277,7 +278,7 @@ class CaptureFixtures:
 def _flush(stream: Any) -> None:
     try:
         stream.flush()
-    except (AttributeError, OSError, ValueError):
+    except Exception:  # whatever a test left in sys.stdout: closed, replaced, broken
         pass
 
 

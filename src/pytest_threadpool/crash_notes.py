@@ -15,14 +15,18 @@ from contextlib import contextmanager
 from pytest_threadpool import _engine
 from pytest_threadpool.context import current_run
 
+# Bound at import: a test may replace os.write or os.getpid while the run goes on.
+_write = os.write
+_getpid = os.getpid
+
 
 @contextmanager
 def crash_attribution(stderr_fd: int) -> Iterator[None]:
     original_exit = os._exit
-    session_pid = os.getpid()
+    session_pid = _getpid()
 
     def _exit(code: int) -> None:
-        if os.getpid() != session_pid:
+        if _getpid() != session_pid:
             # A child forked by a test (multiprocessing workers end this way): the run goes on
             # in the parent, so there is nothing to say.
             original_exit(code)
@@ -30,7 +34,7 @@ def crash_attribution(stderr_fd: int) -> Iterator[None]:
         who = run.item.nodeid if run is not None else "code outside any test"
         message = f"pytest-threadpool: os._exit({code}) called by {who}; the run ends here\n"
         try:
-            os.write(stderr_fd, message.encode("utf-8", "replace"))
+            _write(stderr_fd, message.encode("utf-8", "replace"))
         finally:
             original_exit(code)
 

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from _pytest import runner
 
 from pytest_threadpool.context import current_run
+from pytest_threadpool.pytest_compat import update_current_test_module
 
 VAR = "PYTEST_CURRENT_TEST"
 _local = threading.local()
@@ -40,8 +40,10 @@ class _ThreadAwareEnviron(os._Environ):  # type: ignore[misc,name-defined]
 
 @contextmanager
 def per_thread_current_test() -> Iterator[None]:
+    runner = update_current_test_module()
     original_update = runner._update_current_test_var
-    original_class = type(os.environ)
+    environ = os.environ  # the object we change, even if a test rebinds os.environ
+    original_class = type(environ)
 
     def update(item: pytest.Item, when: str | None) -> None:
         run = current_run()
@@ -51,9 +53,9 @@ def per_thread_current_test() -> Iterator[None]:
         _local.value = f"{item.nodeid} ({when})".replace("\x00", "(null)") if when else None
 
     runner._update_current_test_var = update  # type: ignore[assignment]
-    os.environ.__class__ = _ThreadAwareEnviron
+    environ.__class__ = _ThreadAwareEnviron
     try:
         yield
     finally:
-        os.environ.__class__ = original_class
+        environ.__class__ = original_class
         runner._update_current_test_var = original_update

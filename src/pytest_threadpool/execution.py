@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from _pytest.runner import runtestprotocol
 
 from pytest_threadpool.context import acting_for, current_run
 from pytest_threadpool.item_run import ItemRun
+from pytest_threadpool.pytest_compat import runtestprotocol
 from pytest_threadpool.setupstate import ItemSetupState, RoutingSetupState, SharedScopes
 
 

@@ -16,10 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from _pytest.fixtures import FixtureDef, RequestFixtureDef
-from _pytest.scope import Scope
-
 from pytest_threadpool.dict_reads import lookup
+from pytest_threadpool.pytest_compat import (
+    FIXTUREDEF_FINALIZERS_FIELD,
+    FIXTUREDEF_SCOPE_FIELD,
+    FUNCTION_SCOPE,
+    FixtureDef,
+    RequestFixtureDef,
+)
 from pytest_threadpool.setupstate import reraise_shared
 
 
@@ -33,7 +37,7 @@ _per_thread = _PerThread()
 
 
 def _is_function_scoped(fixturedef: FixtureDef) -> bool:
-    return lookup(fixturedef.__dict__, "_scope") is Scope.Function
+    return lookup(fixturedef.__dict__, FIXTUREDEF_SCOPE_FIELD) is FUNCTION_SCOPE
 
 
 def _state_per_thread(fixturedef: FixtureDef) -> bool:
@@ -63,7 +67,7 @@ def _set_cached_result(self: FixtureDef, value: Any) -> None:
 
 def _get_finalizers(self: FixtureDef) -> list[Callable[[], object]]:
     if not _state_per_thread(self):
-        return self.__dict__["_finalizers"]
+        return self.__dict__[FIXTUREDEF_FINALIZERS_FIELD]
     state = _per_thread.state
     entry = state.get(self)
     if entry is None:
@@ -83,7 +87,7 @@ def _forget_if_finished(fixturedef: FixtureDef) -> None:
 
 def _set_finalizers(self: FixtureDef, value: list[Callable[[], object]]) -> None:
     if not _state_per_thread(self):
-        self.__dict__["_finalizers"] = value
+        self.__dict__[FIXTUREDEF_FINALIZERS_FIELD] = value
     elif value:
         _get_finalizers(self)[:] = value
 
@@ -120,7 +124,7 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
                 _forget_if_finished(self)
 
     FixtureDef.cached_result = property(_get_cached_result, _set_cached_result)  # type: ignore[assignment,method-assign]
-    FixtureDef._finalizers = property(_get_finalizers, _set_finalizers)  # type: ignore[assignment,method-assign,misc]
+    setattr(FixtureDef, FIXTUREDEF_FINALIZERS_FIELD, property(_get_finalizers, _set_finalizers))
     FixtureDef.execute = execute  # type: ignore[method-assign]
     FixtureDef.finish = finish  # type: ignore[method-assign]
     try:
@@ -128,6 +132,6 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
     finally:
         FixtureDef.execute = original_execute  # type: ignore[method-assign]
         FixtureDef.finish = original_finish  # type: ignore[method-assign]
-        del FixtureDef._finalizers
+        delattr(FixtureDef, FIXTUREDEF_FINALIZERS_FIELD)
         del FixtureDef.cached_result
         _per_thread.state.clear()

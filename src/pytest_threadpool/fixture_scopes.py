@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from _pytest.scope import Scope
+
+from pytest_threadpool.pytest_compat import (
+    FUNCTION_SCOPE,
+    fixture_info,
+    fixturedef_scope,
+    param_scopes,
+)
 
 
-def wider_scoped_fixtures(item: pytest.Item) -> Iterator[tuple[str, Scope]]:
+def wider_scoped_fixtures(item: pytest.Item) -> Iterator[tuple[str, Any]]:
     """(name, effective scope) of each fixture ``item`` uses whose scope is wider than function,
     in pytest's setup order. A ``parametrize(..., scope=...)`` argument's scope wins."""
-    info = getattr(item, "_fixtureinfo", None)
+    info = fixture_info(item)
     if info is None:
         return
     callspec = getattr(item, "callspec", None)
@@ -19,8 +26,8 @@ def wider_scoped_fixtures(item: pytest.Item) -> Iterator[tuple[str, Scope]]:
         defs = info.name2fixturedefs.get(name)
         if not defs:
             continue
-        scope = defs[-1]._scope
-        if callspec is not None and name in callspec._arg2scope:
-            scope = callspec._arg2scope[name]
-        if scope is not Scope.Function:
+        scope = fixturedef_scope(defs[-1])
+        if callspec is not None and name in param_scopes(callspec):
+            scope = param_scopes(callspec)[name]
+        if scope is not FUNCTION_SCOPE:
             yield name, scope

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from _pytest.scope import Scope
 
 from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
 from pytest_threadpool.markers import (
@@ -27,6 +26,7 @@ from pytest_threadpool.markers import (
     ParallelScope,
     PytestThreadpoolWarning,
 )
+from pytest_threadpool.pytest_compat import FUNCTION_SCOPE, Scope, fixture_info, param_scopes
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
 # Calls in a test's own source that change process-wide state while it runs.
@@ -139,8 +139,8 @@ def _higher_scope_params(item: pytest.Item) -> tuple[tuple[str, int], ...]:
     return tuple(
         sorted(
             (name, callspec.indices[name])
-            for name, scope in callspec._arg2scope.items()
-            if scope is not Scope.Function and name in callspec.indices
+            for name, scope in param_scopes(callspec).items()
+            if scope is not FUNCTION_SCOPE and name in callspec.indices
         )
     )
 
@@ -332,7 +332,7 @@ def _compatible(previous: Group, item: pytest.Item) -> bool:
     if any(theirs.get(name, index) != index for name, index in mine.items()):
         return False
     shared_chain = set(last.listchain())
-    if getattr(item, "_fixtureinfo", None) is None:
+    if fixture_info(item) is None:
         return False
     for _name, scope in wider_scoped_fixtures(item):
         node_type = _SCOPE_NODE_TYPES.get(scope)

@@ -43,3 +43,6 @@ class ItemRun:
     # cycle would leave every finished run to the cyclic GC.
     item_errors: list[BaseException] = field(default_factory=list)
     cpu_time: float | None = None  # seconds of its thread's CPU (for the GIL-build scheduler)
+    # Process-wide state when it started and ended (process_state.snapshot()).
+    state_before: tuple[Any, ...] | None = None
+    state_after: tuple[Any, ...] | None = None

@@ -18,15 +18,17 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from _pytest.logging import (
-    LogCaptureFixture,
-    LogCaptureHandler,
-    caplog_handler_key,
-    caplog_records_key,
-)
 
 from pytest_threadpool.context import current_run
 from pytest_threadpool.item_run import ItemRun
+from pytest_threadpool.pytest_compat import (
+    LogCaptureFixture,
+    LogCaptureHandler,
+    caplog_handler_key,
+    caplog_item,
+    caplog_records_key,
+    log_cli_enabled,
+)
 
 _levels_lock = threading.Lock()
 # Logger name -> its level before any running test changed it, while some test overrides it.
@@ -121,7 +123,7 @@ class ThreadedLogging:
             original = root.level
             root.setLevel(min(original, plugin.log_level))
             self._undo.append(lambda: root.setLevel(original))
-        if plugin._log_cli_enabled():
+        if log_cli_enabled(plugin):
             cli = plugin.log_cli_handler
             root.removeHandler(cli)  # pool tests' records go through their own live buffer
             self._undo.append(lambda: root.addHandler(cli))
@@ -148,7 +150,7 @@ class ThreadedLogging:
                 caplog_handler.setLevel(plugin.log_level)
                 report_handler.setLevel(plugin.log_level)
             handlers = [caplog_handler, report_handler]
-            if plugin._log_cli_enabled():
+            if log_cli_enabled(plugin):
                 live = LogCaptureHandler()
                 live.setFormatter(plugin.log_cli_handler.formatter)
                 live.setLevel(plugin.log_cli_handler.level)
@@ -195,7 +197,7 @@ class ThreadedLogging:
 
         def pool_run(fixture: LogCaptureFixture) -> ItemRun | None:
             run = current_run()
-            if run is None or run.inline or run.item is not fixture._item:
+            if run is None or run.inline or run.item is not caplog_item(fixture):
                 return None
             return run
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ def parse_workers(value: str) -> int:
         workers = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}: use a whole number of threads (e.g. 4) or 'auto'"
+            f"invalid value {value!r}: expected integer or 'auto' (e.g. --threadpool 4)"
         ) from None
     if workers < 0:
         raise argparse.ArgumentTypeError(
@@ -117,6 +118,10 @@ class Settings:
     default_scope: ParallelScope | None
     timeout: float  # 0 = no timeout
     unsafe_fixtures: frozenset[str]
+
+    def sequential(self) -> Settings:
+        """The same settings for a session whose tests run one at a time."""
+        return dataclasses.replace(self, workers=1)
 
     @property
     def enabled(self) -> bool:

@@ -8,10 +8,11 @@ import sys
 
 import pytest
 
-from pytest_threadpool import _engine, hookspecs, options
+from pytest_threadpool import _engine, hookspecs, options, pytest_compat
 from pytest_threadpool.markers import MARKER_LINES, MARKER_PARALLEL_ONLY, PytestThreadpoolWarning
 
 SETTINGS_KEY = pytest.StashKey[options.Settings]()
+MISSING_KEY = pytest.StashKey[list[str]]()
 SESSION_KEY = pytest.StashKey[object]()
 PLANNER_KEY = pytest.StashKey[object]()
 FREE_THREADED = _engine.FREE_THREADED
@@ -42,6 +43,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     if not settings.parallel:
         return
+    missing = pytest_compat.missing()
+    if missing:
+        # A pytest without something the runner needs: run as pytest would, and say why
+        # (a header line, so that suites turning warnings into errors still run).
+        config.stash[MISSING_KEY] = missing
+        config.stash[SETTINGS_KEY] = settings.sequential()
+        return
     if config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no":
         raise pytest.UsageError(
             "--threadpool cannot be combined with pytest-xdist (-n/--dist): use one of them"
@@ -55,12 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 ),
                 stacklevel=2,
             )
-            config.stash[SETTINGS_KEY] = options.Settings(
-                workers=1,
-                default_scope=settings.default_scope,
-                timeout=settings.timeout,
-                unsafe_fixtures=settings.unsafe_fixtures,
-            )
+            config.stash[SETTINGS_KEY] = settings.sequential()
             return
     # pytest-timeout's signal/thread methods cannot work in a pool: our watchdog enforces its
     # settings instead (see timeouts.py).
@@ -91,13 +94,20 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or not settings.enabled:
         return None
+    missing = config.stash.get(MISSING_KEY, None)
+    if missing:
+        return (
+            f"threadpool: running sequentially: pytest {pytest.__version__} lacks "
+            f"{', '.join(missing)}, which --threadpool needs; use a pytest that "
+            "pytest-threadpool supports (8.4 to 9.2 are tested)"
+        )
     mode = f"{settings.workers} threads" if settings.parallel else "sequential (1 thread)"
     if FREE_THREADED:
         return f"threadpool: {mode}, free-threaded build"
     # A header line, not a warning: suites that turn warnings into errors must still run here.
     return (
-        f"threadpool: {mode}, GIL build (I/O-bound tests overlap; CPU-bound tests need a "
-        "free-threaded Python such as python3.13t to speed up)"
+        f"threadpool: {mode}, GIL build: the GIL limits parallel speedup (I/O-bound tests "
+        "overlap; CPU-bound tests need a free-threaded Python such as python3.14t to speed up)"
     )
 
 
@@ -162,6 +172,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_sep("=", "threadpool: hung tests (workers abandoned)", red=True)
         for nodeid in threaded.hung:
             terminalreporter.write_line(f"HUNG {nodeid}")
+    if threaded.state_watch.changes:
+        terminalreporter.write_sep("-", "threadpool: process-wide state changed by tests")
+        for change in threaded.state_watch.changes:
+            terminalreporter.write_line(change.describe())
     if not threaded.alone:
         return
     alone = threaded.alone

@@ -8,6 +8,7 @@ import pytest
 
 from pytest_threadpool.dict_reads import lookup
 from pytest_threadpool.item_run import ItemRun
+from pytest_threadpool.pytest_compat import terminal_writer
 
 
 class Reporter:
@@ -55,7 +56,7 @@ class Reporter:
             return
         terminal.ensure_newline()
         terminal.write_sep("-", f"live log {when}", bold=True)
-        terminal._tw.write(text if text.endswith("\n") else text + "\n")
+        terminal_writer(terminal).write(text if text.endswith("\n") else text + "\n")
         terminal.currentfspath = None
 
     def print_block(self, text: str) -> None:
@@ -64,8 +65,9 @@ class Reporter:
         if terminal is None or not text:
             return
         terminal.ensure_newline()
-        terminal._tw.write(text if text.endswith("\n") else text + "\n")
-        terminal._tw.flush()
+        writer = terminal_writer(terminal)
+        writer.write(text if text.endswith("\n") else text + "\n")
+        writer.flush()
         terminal.currentfspath = None  # the progress line starts afresh after the block
 
 

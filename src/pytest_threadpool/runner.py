@@ -6,16 +6,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import sys
-import time
 from collections.abc import Iterator
+from traceback import format_exception as _format_exception
 
 import pytest
-from _pytest import timing
-from _pytest.runner import CallInfo
 
 from pytest_threadpool import _engine
 from pytest_threadpool.assertion_hooks import per_thread_assertion_hooks
 from pytest_threadpool.capture_integration import ThreadedCapture
+from pytest_threadpool.clocks import pytest_timing_on_engine_clocks
 from pytest_threadpool.context import acting_for
 from pytest_threadpool.crash_notes import crash_attribution
 from pytest_threadpool.dict_reads import SharedValuePins, lookup
@@ -27,6 +26,16 @@ from pytest_threadpool.hook_proxies import cached_hook_proxies
 from pytest_threadpool.item_run import ItemRun
 from pytest_threadpool.logging_capture import ThreadedLogging
 from pytest_threadpool.options import Settings
+from pytest_threadpool.process_state import StateWatch, snapshot
+from pytest_threadpool.pytest_compat import (
+    CallInfo,
+    option_dest_map,
+    renew_item_request,
+    report_sections,
+    set_report_sections,
+    set_setupstate,
+    setupstate,
+)
 from pytest_threadpool.reporting import Reporter
 from pytest_threadpool.scheduling import TRACKS_CPU_SHARE, DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
@@ -37,6 +46,7 @@ from pytest_threadpool.tmp_paths import numbered_dir_scan_in_c, serialised_baset
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
 
+_EXIT = pytest.exit.Exception  # pytest.exit()'s exception (an Exception subclass)
 WINDOW_MIN = 256
 WINDOW_PER_WORKER = 4
 LONG_TEST_SHARE = 0.05  # see _submission_order
@@ -57,7 +67,7 @@ class ThreadedSession:
         self.hung: list[str] = []
         self.capturing = self.config.getoption("capture", "fd") != "no"
         # Main-thread dicts that pytest reads with dict.get on workers for every test.
-        self.pins = SharedValuePins([sys.modules, getattr(self.config, "_opt2dest", {})])
+        self.pins = SharedValuePins([sys.modules, option_dest_map(self.config)])
         self.pool: _engine.Pool | None = None
         # Most tests submitted to the pool and not yet handled back (see _wait_for_room): enough
         # that workers never starve while the main thread reports, few enough that memory does
@@ -75,6 +85,8 @@ class ThreadedSession:
         self.stopping = False
         self.aborting = False
         self.alone: list[tuple[str, str]] = []  # (nodeid, reason) of tests that ran alone
+        self.state_watch = StateWatch()
+        self.capture: ThreadedCapture | None = None
 
     # -- entry point -------------------------------------------------------------------
 
@@ -87,11 +99,12 @@ class ThreadedSession:
             # functools.cached_property's dict.get, slow across threads (see dict_reads).
             _ = item.location
         with contextlib.ExitStack() as stack:
+            stack.enter_context(pytest_timing_on_engine_clocks())
             stack.enter_context(isolated_function_fixtures(self.shared.fixture_lock))
-            saved_state = self.session._setupstate
-            self.session._setupstate = RoutingSetupState(self.shared)
-            stack.callback(setattr, self.session, "_setupstate", saved_state)
-            capture = stack.enter_context(ThreadedCapture(self.config))
+            saved_state = setupstate(self.session)
+            set_setupstate(self.session, RoutingSetupState(self.shared))
+            stack.callback(set_setupstate, self.session, saved_state)
+            capture = self.capture = stack.enter_context(ThreadedCapture(self.config))
             self.terminal = stack.enter_context(TerminalFlusher(self.config).installed())
             stack.enter_context(crash_attribution(capture.terminal_stderr_fd))
             stack.enter_context(per_thread_current_test())
@@ -257,19 +270,20 @@ class ThreadedSession:
         return timeout
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
-        start = time.thread_time() if TRACKS_CPU_SHARE else 0.0
+        start = _engine.thread_time() if TRACKS_CPU_SHARE else 0.0
         if _engine.FREE_THREADED:
             self.pins.pin_from_this_thread()
-            if hasattr(run.item, "_initrequest"):
-                # A fresh fixture request, made on this thread (as pytest does for a re-run):
-                # the one made at collection holds dicts owned by the main thread, and each of
-                # pytest's dict.get calls on them from here waits on the dict's lock.
-                run.item._initrequest()
+            # A fresh fixture request, made on this thread (as pytest does for a re-run): the
+            # one made at collection holds dicts owned by the main thread, and each of pytest's
+            # dict.get calls on them from here waits on the dict's lock.
+            renew_item_request(run.item)
+        run.state_before = snapshot()
         try:
             run_protocol(run, self.shared, self._teardown_shared)
         finally:
+            run.state_after = snapshot()
             if TRACKS_CPU_SHARE:
-                run.cpu_time = time.thread_time() - start
+                run.cpu_time = _engine.thread_time() - start
 
     # -- CPU-bound tests on a GIL build ---------------------------------------------------
 
@@ -309,7 +323,7 @@ class ThreadedSession:
     def _run_on_main(self, run: ItemRun) -> None:
         """A pool-style run (reports collected, shared scopes closed by ``_close_scopes``)
         executed on the main thread; then the results the pool produced meanwhile."""
-        start = time.perf_counter()
+        start = _engine.perf_counter()
         try:
             with self._on_main_thread(run):
                 self._execute(run)
@@ -319,7 +333,7 @@ class ThreadedSession:
             raise
         finally:
             self._release_pending(run.index, run.item)
-        self.history.record(run.item, run.reports, time.perf_counter() - start, run.cpu_time)
+        self.history.record(run.item, run.reports, _engine.perf_counter() - start, run.cpu_time)
         self.ready.append(run)
         self._emit_ready()
         while self._poll(0):  # what the pool finished meanwhile
@@ -327,9 +341,28 @@ class ThreadedSession:
 
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)
-        with self._on_main_thread(run), self.terminal.immediate():
-            run_protocol(run, self.shared, self._teardown_shared)
+        run.state_before = snapshot()
+        try:
+            with self._on_main_thread(run), self.terminal.immediate():
+                run_protocol(run, self.shared, self._teardown_shared)
+        finally:
+            run.state_after = snapshot()
+            self.state_watch.observe(run.item.nodeid, run.state_before, run.state_after)
+            self._reset_streams()
         self.history.record(run.item, run.reports)
+
+    def _reset_streams(self) -> None:
+        """With no test running, sys.stdout/stderr are the run's again, as pytest's capture
+        puts its own back after every test: a test that replaced them without restoring (or
+        overlapping redirect_stdout blocks that restored them out of order) does not take the
+        output of every later test. The change is listed at the end (process_state)."""
+        capture = self.capture
+        if capture is None or capture.stdout is None or capture.stderr is None:
+            return
+        if sys.stdout is not capture.stdout:
+            sys.stdout = capture.stdout
+        if sys.stderr is not capture.stderr:
+            sys.stderr = capture.stderr
 
     @contextlib.contextmanager
     def _on_main_thread(self, run: ItemRun) -> Iterator[None]:
@@ -365,11 +398,12 @@ class ThreadedSession:
         nodes = self._nodes_to_close(run)
         if not nodes:
             return
-        start = timing.time()
-        precise_start = timing.perf_counter()
+        # The engine's clocks: a test running meanwhile may have replaced the time module's.
+        start = _engine.wall_time()
+        precise_start = _engine.perf_counter()
         with acting_for(run, capture=run.capture_enabled):
             errors = self.shared.teardown(nodes)
-        duration = timing.perf_counter() - precise_start
+        duration = _engine.perf_counter() - precise_start
         out, err = run.capture.take() if run.capture_enabled else ("", "")
         if not errors and not out and not err:
             return
@@ -379,11 +413,14 @@ class ThreadedSession:
         before_out, before_err = lookup(run.outputs, "teardown", ("", ""))
         run.outputs["teardown"] = (before_out + out, before_err + err)
         if run.capture_enabled and self.capturing:
-            item._report_sections = [
-                section
-                for section in item._report_sections
-                if not (section[0] == "teardown" and section[1] in ("stdout", "stderr"))
-            ]
+            set_report_sections(
+                item,
+                [
+                    section
+                    for section in report_sections(item)
+                    if not (section[0] == "teardown" and section[1] in ("stdout", "stderr"))
+                ],
+            )
             item.add_report_section("teardown", "stdout", before_out + out)
             item.add_report_section("teardown", "stderr", before_err + err)
         item_errors = run.item_errors
@@ -438,9 +475,16 @@ class ThreadedSession:
         if result.hung:
             self._report_hung(run, result)
             return True
+        if result.exception is not None and not _ends_session(result.exception):
+            # pytest's protocol around the test raised (not the test: pytest reports that):
+            # something the code under test did to the process (a patched clock, a closed
+            # stream...) broke a hook. Sequentially no other test would run meanwhile; here the
+            # run goes on and the test is reported failed with what happened.
+            self._report_broken(run, result.exception, result.run_time)
+            return True
         if result.exception is not None:
-            # KeyboardInterrupt / pytest.exit raised by the test, or an engine-level failure:
-            # report what the test produced, then end the session as pytest would.
+            # KeyboardInterrupt / pytest.exit raised by the test: report what the test
+            # produced, then end the session as pytest would.
             if run.reports:
                 self.reporter.emit(run)
             if not self.capturing:  # -s: what the test printed is shown, as it would be live
@@ -477,16 +521,39 @@ class ThreadedSession:
         self.ready.append(run)
         self._emit_ready()
 
+    def _report_broken(self, run: ItemRun, error: BaseException, run_time: float) -> None:
+        item = run.item
+        trace = "".join(_format_exception(error))
+        message = (
+            f"pytest's protocol for this test raised {type(error).__name__} outside the test's "
+            f"own code (its phases' reports were lost); probably the process state was "
+            f"changed by this or a concurrently running test:\n\n{trace}"
+        )
+        reports = [r for r in list(run.reports) if r.when == "setup" and r.passed]
+        if not reports:
+            reports = [_synthetic_report(item, "setup", "passed", None, 0.0)]
+        reports.append(_synthetic_report(item, "call", "failed", message, run_time))
+        reports.append(_synthetic_report(item, "teardown", "passed", None, 0.0))
+        run.reports = reports
+        self.history.record(item, run.reports, run_time, run.cpu_time)
+        self.ready.append(run)
+        self._emit_ready()
+
     def _emit_ready(self) -> None:
         for run in list(self.ready):
             if any(self.pending_under.get(node) for node in run.closes):
                 continue  # others under its scopes still run: they must finish first
             self.ready.remove(run)
+            self.state_watch.observe(run.item.nodeid, run.state_before, run.state_after)
             self.reporter.emit(run, before_teardown=self._close_scopes)
             if self._session_stopping():
                 self._stop()
 
     def _drain(self) -> None:
+        self._drain_results()
+        self._reset_streams()
+
+    def _drain_results(self) -> None:
         while self.runs or self.ready:
             if not self.runs:
                 self._emit_ready()  # scopes closed by cancelled tests (after a stop)
@@ -520,6 +587,11 @@ class ThreadedSession:
     def _shutdown_pool(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, timeout=None if not self.aborting else 5.0)
+
+
+def _ends_session(error: BaseException) -> bool:
+    """Ctrl-C, pytest.exit() and other BaseExceptions end the session, as sequentially."""
+    return not isinstance(error, Exception) or isinstance(error, _EXIT)
 
 
 def _synthetic_report(

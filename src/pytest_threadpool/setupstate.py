@@ -9,17 +9,16 @@ does. Each running item gets its own ``ItemSetupState`` whose stack holds only t
 
 from __future__ import annotations
 
-import copy
 import threading
 import types
 from collections.abc import Callable
+from copy import copy as _copy  # bound at import: a test may patch the copy module
 
 import pytest
-from _pytest.outcomes import TEST_OUTCOME
-from _pytest.runner import SetupState
 
 from pytest_threadpool.dict_reads import lookup
 from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
+from pytest_threadpool.pytest_compat import TEST_OUTCOME, SetupState, item_request
 
 ExcInfo = tuple[BaseException, types.TracebackType | None]
 NodeEntry = tuple[list[Callable[[], object]], ExcInfo | None]
@@ -49,7 +48,7 @@ def reraise_shared(exc: BaseException, tb: types.TracebackType | None) -> None:
     so concurrent raises of one object would mix threads' frames: raise a copy instead."""
     __tracebackhide__ = True
     try:
-        clone = copy.copy(exc)
+        clone = _copy(exc)
     except Exception:
         clone = exc
     if clone is exc:
@@ -79,6 +78,12 @@ class SharedScopes:
         # Fixture setup of class/module/package/session scope reached from a worker (through
         # request.getfixturevalue) is serialised, so such a fixture is still created once.
         self.fixture_lock = threading.RLock()
+        # The item whose shared fixtures the main thread is setting up: active for pytest's
+        # ``is_node_active`` then, as it is during its setup in a sequential run.
+        self.preparing: pytest.Item | None = None
+
+    def is_active(self, node: pytest.Node) -> bool:
+        return node is self.preparing or lookup(self.live, node) is not None
 
     def setup_collectors(self, item: pytest.Item) -> bool:
         """Set up the collectors above ``item`` that are not set up yet; False if one failed."""
@@ -100,15 +105,19 @@ class SharedScopes:
     def setup_shared_fixtures(self, item: pytest.Item) -> None:
         """Create the class/module/package/session fixtures ``item`` requests, in the order
         pytest would, stopping at the first error (the item's own setup re-raises it)."""
-        request = getattr(item, "_request", None)
+        request = item_request(item)
         if not request:
             return
-        for name, _scope in wider_scoped_fixtures(item):
-            try:
-                with self.fixture_lock:
-                    request.getfixturevalue(name)
-            except TEST_OUTCOME:
-                return
+        self.preparing = item
+        try:
+            for name, _scope in wider_scoped_fixtures(item):
+                try:
+                    with self.fixture_lock:
+                        request.getfixturevalue(name)
+                except TEST_OUTCOME:
+                    return
+        finally:
+            self.preparing = None
 
     def teardown(self, nodes: list[pytest.Node]) -> list[BaseException]:
         """Tear down ``nodes`` (innermost first); return the errors in pytest's order."""
@@ -138,6 +147,12 @@ class ItemSetupState(SetupState):
         self._teardown_shared = teardown_shared
         self._finalizers: list[Callable[[], object]] = []
         self.item_errors: list[BaseException] = []
+        self._torn_down = False  # pytest pops the item off its stack before its finalizers
+
+    def is_node_active(self, node: pytest.Node) -> bool:
+        if node is self.item:
+            return not self._torn_down
+        return self.shared.is_active(node)
 
     def setup(self, item: pytest.Item) -> None:
         assert item is self.item, (item, self.item)
@@ -170,6 +185,7 @@ class ItemSetupState(SetupState):
         # The item's own finalizers; errors are kept so that the main thread can combine them
         # with errors of the scopes this item closes, as pytest's teardown_exact would.
         # (In place: the item's ItemRun holds this list.)
+        self._torn_down = True
         self.item_errors[:] = _run_finalizers(self.item, self._finalizers)
         raise_teardown_errors(self.item_errors + self._teardown_shared())
 
@@ -200,6 +216,13 @@ class RoutingSetupState(SetupState):
     @staticmethod
     def bind(state: ItemSetupState | None) -> None:
         _local.state = state
+
+    def is_node_active(self, node: pytest.Node) -> bool:
+        """pytest >= 9.1 asks this before every fixture lookup (see pytest_compat)."""
+        state = self.current()
+        if state is not None:
+            return state.is_node_active(node)
+        return self.shared.is_active(node)
 
     def setup(self, item: pytest.Item) -> None:
         state = self.current()

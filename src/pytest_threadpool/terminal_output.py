@@ -9,12 +9,14 @@ whenever the runner is about to wait for results and at the end: output still ap
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+
+from pytest_threadpool import _engine
+from pytest_threadpool.pytest_compat import set_writer_file, terminal_writer, writer_file
 
 FLUSH_INTERVAL = 0.1
 
@@ -23,7 +25,7 @@ class ThrottledFile:
     def __init__(self, file: Any, interval: float = FLUSH_INTERVAL) -> None:
         self._file = file
         self._interval = interval
-        self._last_flush = time.monotonic()
+        self._last_flush = _engine.monotonic()
         self._dirty = False
 
     def write(self, text: str) -> int:
@@ -31,7 +33,7 @@ class ThrottledFile:
         return self._file.write(text)
 
     def flush(self) -> None:
-        now = time.monotonic()
+        now = _engine.monotonic()
         if now - self._last_flush >= self._interval:
             self.flush_now(now)
 
@@ -39,7 +41,7 @@ class ThrottledFile:
         if self._dirty:
             self._dirty = False
             self._file.flush()
-        self._last_flush = time.monotonic() if now is None else now
+        self._last_flush = _engine.monotonic() if now is None else now
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._file, name)
@@ -50,7 +52,7 @@ class TerminalFlusher:
 
     def __init__(self, config: pytest.Config) -> None:
         terminal = config.pluginmanager.get_plugin("terminalreporter")
-        self._writer = getattr(terminal, "_tw", None)
+        self._writer = terminal_writer(terminal)
         self._throttled: ThrottledFile | None = None
 
     @contextmanager
@@ -59,15 +61,15 @@ class TerminalFlusher:
         if writer is None:
             yield self
             return
-        original = writer._file
+        original = writer_file(writer)
         self._throttled = ThrottledFile(original)
-        writer._file = self._throttled
+        set_writer_file(writer, self._throttled)
         try:
             yield self
         finally:
             self.flush()
-            if writer._file is self._throttled:
-                writer._file = original
+            if writer_file(writer) is self._throttled:
+                set_writer_file(writer, original)
             self._throttled = None
 
     def flush(self) -> None:

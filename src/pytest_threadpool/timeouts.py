@@ -16,6 +16,10 @@ import pytest
 
 from pytest_threadpool import _engine
 
+# Bound at import: a test may replace signal.signal / setitimer while the run goes on.
+_signal = signal.signal
+_setitimer = getattr(signal, "setitimer", None)
+
 TIMEOUT_MARKER = "timeout"
 
 
@@ -82,17 +86,17 @@ def main_thread_alarm(seconds: float) -> Iterator[None]:
     """Timeout for a test that runs alone on the main thread: SIGALRM raises ``TaskTimeout``
     there (the watchdog's asynchronous exception is for pool threads). Blocking calls are
     interrupted by the signal, so a sleeping or waiting test stops too."""
-    if not seconds or not hasattr(signal, "setitimer"):
+    if not seconds or _setitimer is None:
         yield
         return
 
     def on_alarm(signum: int, frame: object) -> None:
         raise _engine.TaskTimeout(timeout_message(seconds))
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = _signal(signal.SIGALRM, on_alarm)
+    _setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _setitimer(signal.ITIMER_REAL, 0)
+        _signal(signal.SIGALRM, previous)

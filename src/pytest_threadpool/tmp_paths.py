@@ -13,10 +13,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import _pytest.pathlib
-from _pytest.tmpdir import TempPathFactory
-
 from pytest_threadpool import _engine
+from pytest_threadpool.pytest_compat import TempPathFactory, basetemp, pytest_pathlib
 
 
 @contextmanager
@@ -25,8 +23,9 @@ def serialised_basetemp() -> Iterator[None]:
     lock = threading.Lock()
 
     def getbasetemp(self: TempPathFactory) -> Path:
-        if self._basetemp is not None:
-            return self._basetemp
+        known = basetemp(self)
+        if known is not None:
+            return known
         with lock:
             return original(self)
 
@@ -39,7 +38,7 @@ def serialised_basetemp() -> Iterator[None]:
 
 @contextmanager
 def numbered_dir_scan_in_c() -> Iterator[None]:
-    original = _pytest.pathlib.find_suffixes
+    original = pytest_pathlib.find_suffixes
 
     def find_suffixes(root: Path, prefix: str) -> Iterable[str]:
         try:
@@ -48,8 +47,8 @@ def numbered_dir_scan_in_c() -> Iterator[None]:
             suffixes = None  # pytest's scan decides (and raises its own errors)
         return original(root, prefix) if suffixes is None else suffixes
 
-    _pytest.pathlib.find_suffixes = find_suffixes
+    pytest_pathlib.find_suffixes = find_suffixes
     try:
         yield
     finally:
-        _pytest.pathlib.find_suffixes = original
+        pytest_pathlib.find_suffixes = original

@@ -16,9 +16,9 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import pytest
-from _pytest import threadexception, unraisableexception
 
 from pytest_threadpool.context import current_run
+from pytest_threadpool.pytest_compat import threadexception, unraisableexception
 
 
 class _PerTestQueue:

@@ -17,12 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import _pytest._code.source
-import _pytest.outcomes
 import pytest
-from _pytest import warnings as pytest_warnings
 
 from pytest_threadpool.context import current_run
+from pytest_threadpool.pytest_compat import WARNING_SILENCING_FUNCTIONS, pytest_warnings
 
 _quiet = threading.local()
 
@@ -69,10 +67,7 @@ def _thread_aware_silencing() -> Iterator[None]:
     if getattr(sys.flags, "context_aware_warnings", False):
         yield  # 3.14+: catch_warnings is private to the thread's context already
         return
-    silencing_code = {
-        _pytest._code.source.getstatementrange_ast.__code__,
-        _pytest.outcomes.importorskip.__code__,
-    }
+    silencing_code = {function.__code__ for function in WARNING_SILENCING_FUNCTIONS}
     original_catch = warnings.catch_warnings
     original_simplefilter = warnings.simplefilter
     original_filterwarnings = warnings.filterwarnings

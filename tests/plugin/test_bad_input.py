@@ -11,7 +11,7 @@ CASES = [
         ["--threadpool", "many"],
         "",
         "",
-        "*--threadpool: invalid value 'many': use a whole number*'auto'*",
+        "*--threadpool: invalid value 'many': expected integer or 'auto'*",
     ),
     (
         ["--threadpool", "-3"],

@@ -179,7 +179,9 @@ def test_build_notice(pytester: pytest.Pytester):
         result.stdout.fnmatch_lines(["threadpool: 2 threads, free-threaded build"])
         result.stdout.no_fnmatch_line("*CPU-bound*")
     else:
-        result.stdout.fnmatch_lines(["threadpool: 2 threads, GIL build (*CPU-bound tests need*)"])
+        result.stdout.fnmatch_lines(
+            ["threadpool: 2 threads, GIL build: the GIL limits parallel speedup (*CPU-bound*)"]
+        )
 
 
 def test_interrupt_still_tears_down_fixtures(pytester: pytest.Pytester):

@@ -162,8 +162,10 @@ def test_pytest_per_test_filters_apply_in_the_pool(pytester: pytest.Pytester):
     )
     sequential = pytester.runpytest("-p", "no:threadpool").parseoutcomes()
     parallel = pytester.runpytest("--threadpool", "2").parseoutcomes()
+    # An error: pytest 9 makes PytestRemovedIn9Warning one, and under older pytest so does the
+    # -W error::pytest.PytestDeprecationWarning that this suite adds to every run.
     assert sequential == {"failed": 1, "passed": 1, "warnings": 1}
-    assert parallel == {"failed": 1, "passed": 1, "warnings": 1}
+    assert parallel == sequential
 
 
 def test_importorskip_silences_only_its_own_thread(pytester: pytest.Pytester):

@@ -92,7 +92,8 @@ def test_later_scopes_are_set_up_as_earlier_tests_finish(pytester: pytest.Pytest
             f"""
             class Test{name.upper()}:
                 @pytest.fixture(scope="class")
-                def shared(self):
+                @classmethod
+                def shared(cls):
                     EVENTS.append("setup {name}")
                     yield
                     EVENTS.append("teardown {name}")

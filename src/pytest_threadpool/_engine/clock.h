@@ -1,15 +1,23 @@
-/* Monotonic clock in seconds (double), used for task timings, deadlines and timed waits. */
+/* Clocks in seconds (double): the engine's monotonic clock for task timings, deadlines and timed
+ * waits, and the module functions monotonic/perf_counter/wall_time/thread_time (clock.c). */
 #ifndef PYTEST_THREADPOOL_CLOCK_H
 #define PYTEST_THREADPOOL_CLOCK_H
 
+#include "compat.h"
+
 #include <math.h>
 #include <time.h>
+
+static inline double engine_timespec_seconds(const struct timespec *ts)
+{
+    return (double)ts->tv_sec + (double)ts->tv_nsec * 1e-9;
+}
 
 static inline double engine_monotonic(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return engine_timespec_seconds(&ts);
 }
 
 /* Absolute CLOCK_MONOTONIC timespec `seconds` from now (for pthread_cond_timedwait). */
@@ -29,5 +37,7 @@ static inline struct timespec engine_deadline_ts(double seconds)
     }
     return ts;
 }
+
+int clock_exec(PyObject *module, engine_state *st);
 
 #endif

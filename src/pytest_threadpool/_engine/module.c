@@ -2,6 +2,7 @@
 #include "module.h"
 
 #include "capture.h"
+#include "clock.h"
 #include "crash.h"
 #include "dispatcher.h"
 #include "numbered_dirs.h"
@@ -77,7 +78,7 @@ static int engine_exec(PyObject *module)
     if (add_task_timeout(module, st) < 0 || task_result_exec(module, st) < 0 ||
         pool_exec(module, st) < 0 || crash_exec(module, st) < 0 ||
         capture_exec(module, st) < 0 || dispatcher_exec(module, st) < 0 ||
-        numbered_dirs_exec(module, st) < 0) {
+        numbered_dirs_exec(module, st) < 0 || clock_exec(module, st) < 0) {
         return -1;
     }
     return 0;
