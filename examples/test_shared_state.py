@@ -194,7 +194,8 @@ class TestConsumers:
     """
 
     @pytest.fixture(scope="class")
-    def scheduled(self, request: pytest.FixtureRequest) -> set[int]:
+    @classmethod
+    def scheduled(cls, request: pytest.FixtureRequest) -> set[int]:
         """The values some selected producer test will deliver."""
         return {
             item.callspec.params["n"]

@@ -29,6 +29,9 @@ from pytest_threadpool.markers import (
 from pytest_threadpool.pytest_compat import FUNCTION_SCOPE, Scope, fixture_info, param_scopes
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
+# catch_warnings() is private to the thread's context only with context-aware warnings: 3.14+
+# when the flag is on (the default of free-threaded builds, -X context_aware_warnings on others).
+_CONTEXT_AWARE_WARNINGS = bool(getattr(sys.flags, "context_aware_warnings", False))
 # Calls in a test's own source that change process-wide state while it runs.
 _WARNING_FILTER_CALLS = re.compile(r"\b(warns|deprecated_call|catch_warnings)\s*\(")
 # unittest.mock's patch as decorator, context manager or patch.object/dict/multiple (not any
@@ -36,6 +39,13 @@ _WARNING_FILTER_CALLS = re.compile(r"\b(warns|deprecated_call|catch_warnings)\s*
 _MOCK_PATCH_CALLS = re.compile(
     r"\bmock\.patch\b|@patch\b|\bwith\s+patch\s*\(|\bpatch\.(object|dict|multiple)\s*\("
 )
+
+# Signal handlers and timers: CPython lets only the main thread install them, and tests that run
+# alone run there, as sequentially.
+_SIGNAL_CALLS = re.compile(
+    r"\bsignal\.(signal|setitimer|alarm|pthread_sigmask|set_wakeup_fd|siginterrupt)\s*\("
+)
+_SOURCE_PATTERNS = (_WARNING_FILTER_CALLS, _MOCK_PATCH_CALLS, _SIGNAL_CALLS)
 
 
 @dataclass(frozen=True)
@@ -237,13 +247,15 @@ class Planner:
             return "uses " + ", ".join(unsafe)
         if _rerun_by_plugin(item):
             return "rerun on failure by pytest-rerunfailures"
-        if sys.version_info < (3, 14):
+        if not _CONTEXT_AWARE_WARNINGS:
             if above.filterwarnings or "filterwarnings" in names:
-                return "has filterwarnings marks (warning filters are process-wide before 3.14)"
+                return "has filterwarnings marks (warning filters are process-wide here)"
             if self._source_calls(item, _WARNING_FILTER_CALLS):
-                return "uses pytest.warns/catch_warnings (process-wide before 3.14)"
+                return "uses pytest.warns/catch_warnings (warning filters are process-wide here)"
         if self._source_calls(item, _MOCK_PATCH_CALLS):
             return "uses mock.patch (patches are process-wide)"
+        if self._source_calls(item, _SIGNAL_CALLS):
+            return "sets signal handlers or timers (main thread only)"
         return None
 
     def _source_calls(self, item: pytest.Function, calls: re.Pattern[str]) -> bool:
@@ -260,7 +272,7 @@ class Planner:
             for filename in set(linecache.cache) - cached:
                 linecache.cache.pop(filename, None)  # read once: don't keep every test file
             mentioned = self._module_mentions[module] = frozenset(
-                p for p in (_WARNING_FILTER_CALLS, _MOCK_PATCH_CALLS) if p.search(source)
+                p for p in _SOURCE_PATTERNS if p.search(source)
             )
         if calls not in mentioned:
             return False  # the common case: the module never mentions them

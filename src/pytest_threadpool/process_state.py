@@ -48,10 +48,16 @@ def _cwd() -> str:
         return "<removed directory>"
 
 
+_OWN_VARIABLES = (b"PYTEST_CURRENT_TEST", "PYTEST_CURRENT_TEST")  # pytest's, set per phase
+
+
 def _environment() -> Any:
     environ = _os.environ
     data = getattr(environ, "_data", None)  # os._Environ's bytes mapping: a cheap copy
-    return (id(environ), dict(data) if data is not None else dict(environ))
+    copy = dict(data) if data is not None else dict(environ)
+    for name in _OWN_VARIABLES:
+        copy.pop(name, None)
+    return (id(environ), copy)
 
 
 def _signal_handlers() -> tuple[Any, ...]:
