@@ -30,6 +30,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # after ini and marker filters, so it wins over them (a test that means to check a deprecation
 # warning passes its own, later, -W).
 DEPRECATIONS_AS_ERRORS = ("-W", "error::pytest.PytestDeprecationWarning")
+# Plugins installed in the dev venvs for the tests that exercise them, disabled elsewhere:
+# pytest-flask's autouse fixture requests monkeypatch, which would make every test run alone.
+# A test that needs one passes "-p <name>" (a later -p unblocks it).
+OPT_IN_PLUGINS = ("-p", "no:flask")
 
 
 @pytest.fixture
@@ -38,10 +42,10 @@ def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
     run_subprocess = pytester.runpytest_subprocess
 
     def inline_run_strict(*args, **kwargs):
-        return inline_run(*DEPRECATIONS_AS_ERRORS, *args, **kwargs)
+        return inline_run(*DEPRECATIONS_AS_ERRORS, *OPT_IN_PLUGINS, *args, **kwargs)
 
     def runpytest_subprocess_strict(*args, **kwargs):
-        return run_subprocess(*DEPRECATIONS_AS_ERRORS, *args, **kwargs)
+        return run_subprocess(*DEPRECATIONS_AS_ERRORS, *OPT_IN_PLUGINS, *args, **kwargs)
 
     pytester.inline_run = inline_run_strict  # type: ignore[method-assign]
     pytester.runpytest_subprocess = runpytest_subprocess_strict  # type: ignore[method-assign]

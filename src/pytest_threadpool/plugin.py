@@ -168,6 +168,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     threaded = config.stash.get(SESSION_KEY, None)
     if threaded is None:
         return
+    if threaded.interrupted:
+        terminalreporter.write_sep("=", "threadpool: tests running when the session was aborted")
+        for nodeid in threaded.interrupted:
+            terminalreporter.write_line(f"INTERRUPTED {nodeid}")
     if threaded.hung:
         terminalreporter.write_sep("=", "threadpool: hung tests (workers abandoned)", red=True)
         for nodeid in threaded.hung:

@@ -50,6 +50,9 @@ _EXIT = pytest.exit.Exception  # pytest.exit()'s exception (an Exception subclas
 WINDOW_MIN = 256
 WINDOW_PER_WORKER = 4
 LONG_TEST_SHARE = 0.05  # see _submission_order
+# Ctrl-C / pytest.exit: how long running tests get to stop before the run ends without them
+# (a test blocked in sleep or a wait only sees the interrupt when it wakes up).
+ABORT_GRACE = 0.5
 
 
 class ThreadedSession:
@@ -84,6 +87,7 @@ class ThreadedSession:
         self.ready: list[ItemRun] = []
         self.stopping = False
         self.aborting = False
+        self.interrupted: list[str] = []  # tests still running when the session was aborted
         self.alone: list[tuple[str, str]] = []  # (nodeid, reason) of tests that ran alone
         self.state_watch = StateWatch()
         self.capture: ThreadedCapture | None = None
@@ -576,7 +580,9 @@ class ThreadedSession:
     def _abort(self) -> None:
         self.aborting = True
         if self.pool is not None:
+            self.interrupted = [label for _worker, _task, label in self.pool.running]
             self.pool.cancel()
+            self.pool.interrupt(KeyboardInterrupt)
 
     def _teardown_after_abort(self) -> None:
         """Ctrl-C / pytest.exit: shared scopes still go away, as pytest's session end does."""
@@ -586,7 +592,7 @@ class ThreadedSession:
 
     def _shutdown_pool(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, timeout=None if not self.aborting else 5.0)
+            self.pool.shutdown(wait=True, timeout=None if not self.aborting else ABORT_GRACE)
 
 
 def _ends_session(error: BaseException) -> bool:

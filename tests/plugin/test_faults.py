@@ -124,6 +124,50 @@ def test_sigint_during_run_stops_promptly_and_tears_down_shared_fixtures(
     assert (pytester.path / "teardowns.txt").read_text() == "shared\n"
 
 
+def test_sigint_ends_the_run_while_tests_sleep_and_names_them(pytester: pytest.Pytester):
+    """Ctrl-C while pool tests are blocked in time.sleep / Event.wait (where an asynchronous
+    KeyboardInterrupt cannot land until they wake): the run does not wait for them. It ends
+    interrupted, names the tests that were running and still tears the shared fixture down."""
+    pytester.makeconftest(
+        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    )
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import os, signal, threading, time, pytest
+            pytestmark = pytest.mark.parallelizable("children")
+            all_started = threading.Barrier(3)
+
+            @pytest.fixture(scope="module")
+            def shared():
+                yield
+                with open("teardowns.txt", "a") as f:
+                    f.write("shared\\n")
+
+            def test_sleeps(shared):
+                all_started.wait()
+                time.sleep(60)
+
+            def test_waits(shared):
+                all_started.wait()
+                threading.Event().wait(60)
+
+            def test_sends_sigint(shared):
+                all_started.wait()
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(60)
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("--threadpool", "3", timeout=50)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert result.duration < 30  # the tests would sleep for 60 s
+    result.stdout.fnmatch_lines(["*tests running when the session was aborted*"])
+    for name in ("test_sleeps", "test_waits"):
+        result.stdout.fnmatch_lines([f"INTERRUPTED *::{name}"])
+    assert (pytester.path / "teardowns.txt").read_text() == "shared\n"
+
+
 def test_teardown_errors_at_every_scope_are_reported_not_internal(pytester: pytest.Pytester):
     pytester.makepyfile(
         """

@@ -632,6 +632,9 @@ static int core_shutdown(pool_core *core, int wait, double timeout)
         }
         double left = deadline - engine_monotonic();
         if (left <= 0) {
+            PyMutex_Lock(&core->mu);
+            core->gave_up = 1;
+            PyMutex_Unlock(&core->mu);
             return 1;
         }
         Py_BEGIN_ALLOW_THREADS
@@ -688,7 +691,8 @@ static int core_live_workers(pool_core *core)
 }
 
 /* atexit hook: bound to a capsule holding a core reference, so it works even if the Pool object
- * is gone. Waits `grace` for running tasks, then interrupts them and waits `grace` again; threads
+ * is gone. Waits `grace` for running tasks, then interrupts them and waits `grace` again (not at
+ * all after a shutdown whose timeout expired: its caller gave up on them already); threads
  * still busy after that are daemon threads and are left to the interpreter. */
 static PyObject *atexit_hook(PyObject *capsule, PyObject *Py_UNUSED(ignored))
 {
@@ -700,8 +704,19 @@ static PyObject *atexit_hook(PyObject *capsule, PyObject *Py_UNUSED(ignored))
         /* forked child: the workers (and whoever held a lock at fork time) are not here */
         Py_RETURN_NONE;
     }
-    int rc = core_shutdown(core, 1, core->grace);
-    if (rc == 1 && core_live_workers(core) > 0) {
+    PyMutex_Lock(&core->mu);
+    int gave_up = core->gave_up;
+    PyMutex_Unlock(&core->mu);
+    /* After a shutdown that timed out (Ctrl-C with tests still blocked) do not make the exit
+     * wait twice: running tasks are interrupted and left to the interpreter's finalization. */
+    int rc = core_shutdown(core, 1, gave_up ? 0.0 : core->grace);
+    if (rc == 1 && gave_up) {
+        if (core_interrupt(core, PyExc_KeyboardInterrupt) < 0) {
+            PyErr_Clear();
+        }
+        rc = 0;
+    }
+    else if (rc == 1 && core_live_workers(core) > 0) {
         if (core_interrupt(core, PyExc_KeyboardInterrupt) < 0) {
             PyErr_Clear();
         }

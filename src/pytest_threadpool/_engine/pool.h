@@ -65,6 +65,9 @@ struct pool_core {
     worker_t *retired;
     int started;
     int stopping;
+    /* a shutdown's timeout expired: its caller gave up on the busy workers, so the atexit hook
+     * does not wait for them again (guarded by mu) */
+    int gave_up;
     int alive; /* started, not exited, not abandoned */
     Py_ssize_t replaced;
     int wd_state; /* 0: none, 1: starting/running, 2: exited */
