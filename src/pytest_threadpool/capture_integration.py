@@ -38,6 +38,8 @@ class ThreadedCapture:
         self.unattributed: list[tuple[int, str]] = []
         # Where the terminal's stderr is reachable during the run (fd 2 may be redirected).
         self.terminal_stderr_fd = 2
+        # The terminal's stdout while fd 1 goes to the catch-all file (None: fd 1 is it).
+        self.terminal_stdout_fd: int | None = None
 
     def __enter__(self) -> ThreadedCapture:
         capman = self.capman
@@ -100,6 +102,8 @@ class ThreadedCapture:
             targets.append(writer)
             if fd == 2:
                 self.terminal_stderr_fd = saved
+            else:
+                self.terminal_stdout_fd = saved
 
             def restore(fd: int = fd, saved_writer: Any = writer, sink: Any = sink) -> None:
                 _flush(sys.stdout if fd == 1 else sys.stderr)

@@ -46,3 +46,4 @@ class ItemRun:
     # Process-wide state when it started and ended (process_state.snapshot()).
     state_before: tuple[Any, ...] | None = None
     state_after: tuple[Any, ...] | None = None
+    ready_at: float = 0.0  # when it finished and waited to be reported (engine clock)

@@ -195,6 +195,16 @@ def set_writer_file(writer: Any, file: Any) -> None:
     writer._file = file
 
 
+def writer_terminal_width(writer: Any) -> int | None:
+    """A width set on the TerminalWriter (its ``fullwidth`` setter), None when it asks the
+    terminal each time."""
+    return getattr(writer, "_terminal_width", None)
+
+
+def set_writer_terminal_width(writer: Any, columns: int | None) -> None:
+    writer._terminal_width = columns
+
+
 # -- unhandled exceptions, warnings, assertion rewriting, tmp_path -----------------------------
 
 threadexception: Any = _get("_pytest.threadexception")

@@ -53,6 +53,10 @@ LONG_TEST_SHARE = 0.05  # see _submission_order
 # Ctrl-C / pytest.exit: how long running tests get to stop before the run ends without them
 # (a test blocked in sleep or a wait only sees the interrupt when it wakes up).
 ABORT_GRACE = 0.5
+# Results are reported file by file, as a sequential run reports them (see _file_turn); a
+# result of another file waits at most HOLD_LIMIT seconds for the current file to finish.
+HOLD_LIMIT = 2.0
+HOLD_CHECK = 0.25
 
 
 class ThreadedSession:
@@ -90,6 +94,10 @@ class ThreadedSession:
         self.interrupted: list[str] = []  # tests still running when the session was aborted
         self.alone: list[tuple[str, str]] = []  # (nodeid, reason) of tests that ran alone
         self.state_watch = StateWatch()
+        self.current_file: str | None = None  # the file whose results are being reported
+        self.left_in_file: collections.Counter[str] = collections.Counter(
+            _file_of(item) for item in session.items
+        )
         self.capture: ThreadedCapture | None = None
 
     # -- entry point -------------------------------------------------------------------
@@ -110,6 +118,7 @@ class ThreadedSession:
             stack.callback(set_setupstate, self.session, saved_state)
             capture = self.capture = stack.enter_context(ThreadedCapture(self.config))
             self.terminal = stack.enter_context(TerminalFlusher(self.config).installed())
+            self.terminal.follow_terminal_width(capture.terminal_stdout_fd)
             stack.enter_context(crash_attribution(capture.terminal_stderr_fd))
             stack.enter_context(per_thread_current_test())
             stack.enter_context(routed_warnings(self.config))
@@ -338,8 +347,7 @@ class ThreadedSession:
         finally:
             self._release_pending(run.index, run.item)
         self.history.record(run.item, run.reports, _engine.perf_counter() - start, run.cpu_time)
-        self.ready.append(run)
-        self._emit_ready()
+        self._make_ready(run)
         while self._poll(0):  # what the pool finished meanwhile
             pass
 
@@ -354,6 +362,7 @@ class ThreadedSession:
             self.state_watch.observe(run.item.nodeid, run.state_before, run.state_after)
             self._reset_streams()
         self.history.record(run.item, run.reports)
+        self._reported(run.item)
 
     def _reset_streams(self) -> None:
         """With no test running, sys.stdout/stderr are the run's again, as pytest's capture
@@ -444,7 +453,16 @@ class ThreadedSession:
             when="teardown",
             _ispytest=True,
         )
-        run.reports[-1] = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        # pytest cleared item.funcargs when the item's protocol ended; sequentially this
+        # makereport runs before that, and plugins read it (pytest-benchmark: funcargs.get).
+        cleared = getattr(item, "funcargs", {}) is None
+        if cleared:
+            item.funcargs = {}  # type: ignore[attr-defined]
+        try:
+            run.reports[-1] = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        finally:
+            if cleared:
+                item.funcargs = None  # type: ignore[attr-defined]
 
     def _finish_remaining_scopes(self) -> None:
         """After a stop, scopes whose closing test never ran are torn down here."""
@@ -466,8 +484,12 @@ class ThreadedSession:
             if timeout == 0:
                 return False
             self.terminal.flush()  # about to wait: show what was reported so far
-            result = self.pool.next_result(timeout)
+            holding = timeout is None and bool(self.ready)
+            result = self.pool.next_result(HOLD_CHECK if holding else timeout)
             if result is None:
+                if holding:
+                    self._emit_ready()  # results held past HOLD_LIMIT go out now
+                    return True
                 return False
         run = self.runs.pop(result.id)
         self._release_pending(run.index, run.item)
@@ -496,8 +518,7 @@ class ThreadedSession:
                 self.reporter.print_block(out + err)
             raise result.exception
         self.history.record(run.item, run.reports, result.run_time, run.cpu_time)
-        self.ready.append(run)
-        self._emit_ready()
+        self._make_ready(run)
         return True
 
     def _report_hung(self, run: ItemRun, result: _engine.TaskResult) -> None:
@@ -522,8 +543,7 @@ class ThreadedSession:
             reports[0] = _synthetic_report(item, "setup", "failed", message, result.run_time)
         reports.append(_synthetic_report(item, "teardown", "passed", None, 0.0))
         run.reports = reports
-        self.ready.append(run)
-        self._emit_ready()
+        self._make_ready(run)
 
     def _report_broken(self, run: ItemRun, error: BaseException, run_time: float) -> None:
         item = run.item
@@ -540,18 +560,51 @@ class ThreadedSession:
         reports.append(_synthetic_report(item, "teardown", "passed", None, 0.0))
         run.reports = reports
         self.history.record(item, run.reports, run_time, run.cpu_time)
+        self._make_ready(run)
+
+    def _make_ready(self, run: ItemRun) -> None:
+        run.ready_at = _engine.monotonic()
         self.ready.append(run)
         self._emit_ready()
 
-    def _emit_ready(self) -> None:
+    def _file_turn(self, run: ItemRun) -> bool:
+        """Report file by file, as sequentially: the terminal prints a file's name each time
+        the reported file changes, so results in completion order repeated names (3 files gave
+        8 lines). A result of another file waits until the current file has no tests left to
+        report, or at most HOLD_LIMIT seconds (a long test must not hide the rest)."""
+        file = _file_of(run.item)
+        current = self.current_file
+        if current is None or file == current or self.left_in_file[current] <= 0:
+            return True
+        return _engine.monotonic() - run.ready_at >= HOLD_LIMIT
+
+    def _reported(self, item: pytest.Item) -> None:
+        file = self.current_file = _file_of(item)
+        self.left_in_file[file] -= 1
+
+    def _emit_ready(self, flush: bool = False) -> None:
+        while True:
+            emitted = self._emit_ready_once(flush)
+            if not emitted or not self.ready:
+                return
+
+    def _emit_ready_once(self, flush: bool) -> bool:
+        """One pass over the ready runs; True if one was emitted (a file switch may let
+        held ones go: the caller passes again)."""
+        emitted = False
         for run in list(self.ready):
             if any(self.pending_under.get(node) for node in run.closes):
                 continue  # others under its scopes still run: they must finish first
+            if not flush and not self._file_turn(run):
+                continue
+            emitted = True
+            self._reported(run.item)
             self.ready.remove(run)
             self.state_watch.observe(run.item.nodeid, run.state_before, run.state_after)
             self.reporter.emit(run, before_teardown=self._close_scopes)
             if self._session_stopping():
                 self._stop()
+        return emitted
 
     def _drain(self) -> None:
         self._drain_results()
@@ -560,10 +613,10 @@ class ThreadedSession:
     def _drain_results(self) -> None:
         while self.runs or self.ready:
             if not self.runs:
-                self._emit_ready()  # scopes closed by cancelled tests (after a stop)
+                self._emit_ready(flush=True)  # scopes closed by cancelled tests (after a stop)
                 for run in self.ready:
                     run.closes = []
-                self._emit_ready()
+                self._emit_ready(flush=True)
                 break
             self._poll(None)
 
@@ -593,6 +646,10 @@ class ThreadedSession:
     def _shutdown_pool(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, timeout=None if not self.aborting else ABORT_GRACE)
+
+
+def _file_of(item: pytest.Item) -> str:
+    return item.location[0]
 
 
 def _ends_session(error: BaseException) -> bool:

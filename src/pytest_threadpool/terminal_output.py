@@ -9,6 +9,7 @@ whenever the runner is about to wait for results and at the end: output still ap
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,9 +17,19 @@ from typing import Any
 import pytest
 
 from pytest_threadpool import _engine
-from pytest_threadpool.pytest_compat import set_writer_file, terminal_writer, writer_file
+from pytest_threadpool.pytest_compat import (
+    set_writer_file,
+    set_writer_terminal_width,
+    terminal_writer,
+    writer_file,
+    writer_terminal_width,
+)
 
 FLUSH_INTERVAL = 0.1
+
+
+# Bound at import: a test may replace them while the run goes on.
+_get_terminal_size = os.get_terminal_size
 
 
 class ThrottledFile:
@@ -27,6 +38,7 @@ class ThrottledFile:
         self._interval = interval
         self._last_flush = _engine.monotonic()
         self._dirty = False
+        self.on_flush: Any = None  # called (no arguments) at each real flush
 
     def write(self, text: str) -> int:
         self._dirty = True
@@ -38,6 +50,8 @@ class ThrottledFile:
             self.flush_now(now)
 
     def flush_now(self, now: float | None = None) -> None:
+        if self.on_flush is not None:
+            self.on_flush()
         if self._dirty:
             self._dirty = False
             self._file.flush()
@@ -54,6 +68,7 @@ class TerminalFlusher:
         terminal = config.pluginmanager.get_plugin("terminalreporter")
         self._writer = terminal_writer(terminal)
         self._throttled: ThrottledFile | None = None
+        self._restore_width: Any = None
 
     @contextmanager
     def installed(self) -> Iterator[TerminalFlusher]:
@@ -71,10 +86,38 @@ class TerminalFlusher:
             if writer_file(writer) is self._throttled:
                 set_writer_file(writer, original)
             self._throttled = None
+            if self._restore_width is not None:
+                self._restore_width()
+                self._restore_width = None
 
     def flush(self) -> None:
         if self._throttled is not None:
             self._throttled.flush_now()
+
+    def follow_terminal_width(self, fd: int | None) -> None:
+        """fd 1 points at a file during the run (--capture=fd), so the width pytest and other
+        plugins ask for (shutil.get_terminal_size on fd 1) would fall back to 80 columns: give
+        the reporter's writer the real terminal's width, read from ``fd`` (a duplicate of the
+        original fd 1) now and at each flush, so resizes are followed too."""
+        writer, throttled = self._writer, self._throttled
+        if fd is None or writer is None or throttled is None:
+            return
+        if writer_terminal_width(writer) is not None:
+            return  # a width someone set on purpose
+
+        def measure() -> None:
+            try:
+                columns = _get_terminal_size(fd).columns
+            except (OSError, ValueError):
+                return  # not a terminal
+            if columns > 0:
+                set_writer_terminal_width(writer, columns)
+
+        measure()
+        if writer_terminal_width(writer) is None:
+            return  # fd is not a terminal: leave pytest's own answer
+        throttled.on_flush = measure
+        self._restore_width = lambda: set_writer_terminal_width(writer, None)
 
     @contextmanager
     def immediate(self) -> Iterator[None]:
