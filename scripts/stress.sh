@@ -18,6 +18,7 @@ tests=(
   tests/plugin/test_logging.py
   tests/plugin/test_reporting_output.py
   tests/plugin/test_control_flow.py
+  tests/plugin/test_hostile.py
 )
 [ -x "$py" ] || { echo "stress: $py not found (run make setup)" >&2; exit 2; }
 

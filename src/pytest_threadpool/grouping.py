@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import collections
 import inspect
-import linecache
 import re
 import sys
-from collections.abc import Sequence
+import tokenize
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,26 +27,76 @@ from pytest_threadpool.markers import (
     ParallelScope,
     PytestThreadpoolWarning,
 )
+from pytest_threadpool.options import safe_fixtures as _configured_safe_fixtures
 from pytest_threadpool.pytest_compat import FUNCTION_SCOPE, Scope, fixture_info, param_scopes
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
 # catch_warnings() is private to the thread's context only with context-aware warnings: 3.14+
 # when the flag is on (the default of free-threaded builds, -X context_aware_warnings on others).
 _CONTEXT_AWARE_WARNINGS = bool(getattr(sys.flags, "context_aware_warnings", False))
-# Calls in a test's own source that change process-wide state while it runs.
-_WARNING_FILTER_CALLS = re.compile(r"\b(warns|deprecated_call|catch_warnings)\s*\(")
-# unittest.mock's patch as decorator, context manager or patch.object/dict/multiple (not any
-# method named patch: an HTTP test client's .patch(url) is not one).
-_MOCK_PATCH_CALLS = re.compile(
-    r"\bmock\.patch\b|@patch\b|\bwith\s+patch\s*\(|\bpatch\.(object|dict|multiple)\s*\("
-)
+# Markers that plugins turn into a fixture request after collection (their
+# pytest_collection_modifyitems may run after ours): marker name -> the fixture it adds.
+_MARKER_FIXTURES = {
+    "time_machine": "time_machine",  # time-machine
+    "freeze_time": "freezer",  # pytest-freezer / pytest-freezegun
+}
 
+
+@dataclass(frozen=True, eq=False)
+class _Calls:
+    """Calls in a test's or fixture's source that change process-wide state while it runs."""
+
+    pattern: re.Pattern[str]  # searched in the function's source (decorators included)
+    what: str  # the alone reason, after "fixture NAME " for a fixture
+    # Searched in the whole file first (None: ``pattern`` itself); a file without it is not
+    # read function by function. Keeps planning cheap and generic names (patch, travel) tied
+    # to the library that defines them.
+    gate: re.Pattern[str] | None = None
+
+    def mentioned_in(self, text: str) -> bool:
+        return (self.gate or self.pattern).search(text) is not None
+
+
+_WARNING_FILTER_CALLS = _Calls(
+    re.compile(r"\b(warns|deprecated_call|catch_warnings)\s*\("),
+    "uses pytest.warns/catch_warnings (warning filters are process-wide here)",
+)
+# unittest.mock's patch as decorator, context manager, patcher (patch(...).start()) or
+# patch.object/dict/multiple; not a method named patch (an HTTP test client's .patch(url)).
+_MOCK_PATCH_CALLS = _Calls(
+    re.compile(r"\bmock\.patch\b|@patch\b|(?<![\w.])patch(\.(object|dict|multiple))?\s*\("),
+    "uses mock.patch (patches are process-wide)",
+    gate=re.compile(r"\bmock\b"),
+)
+_FREEZEGUN_CALLS = _Calls(
+    re.compile(r"\bfreeze_time\s*\(|\bfreezegun\.\w"),
+    "uses freezegun (process-wide patch)",
+    gate=re.compile(r"\bfreezegun\b"),
+)
+_TIME_MACHINE_CALLS = _Calls(
+    re.compile(r"\btime_machine\.\w|(?<![\w.])travel\s*\("),
+    "uses time-machine (process-wide patch)",
+    gate=re.compile(r"\btime_machine\b"),
+)
 # Signal handlers and timers: CPython lets only the main thread install them, and tests that run
 # alone run there, as sequentially.
-_SIGNAL_CALLS = re.compile(
-    r"\bsignal\.(signal|setitimer|alarm|pthread_sigmask|set_wakeup_fd|siginterrupt)\s*\("
+_SIGNAL_CALLS = _Calls(
+    re.compile(
+        r"\bsignal\.(signal|setitimer|alarm|pthread_sigmask|set_wakeup_fd|siginterrupt)\s*\("
+    ),
+    "sets signal handlers or timers (main thread only)",
 )
-_SOURCE_PATTERNS = (_WARNING_FILTER_CALLS, _MOCK_PATCH_CALLS, _SIGNAL_CALLS)
+# What a test's and its fixtures' source is searched for, in the order a reason is preferred.
+_SCANNED_CALLS = (
+    *(() if _CONTEXT_AWARE_WARNINGS else (_WARNING_FILTER_CALLS,)),
+    _MOCK_PATCH_CALLS,
+    _FREEZEGUN_CALLS,
+    _TIME_MACHINE_CALLS,
+    _SIGNAL_CALLS,
+)
+# Fixtures of these modules are judged by name only (threadpool_unsafe_fixtures): pytest's own,
+# and ours.
+_UNSCANNED_MODULES = ("_pytest.", "pytest_threadpool.")
 
 
 @dataclass(frozen=True)
@@ -125,6 +176,8 @@ class _ChainMarks:
     # Marks anywhere in the chain, as ``get_closest_marker`` would find them.
     thread_unsafe: bool = False
     filterwarnings: bool = False
+    # Fixtures that plugins add for markers in the chain (see _MARKER_FIXTURES).
+    implied_fixtures: frozenset[str] = frozenset()
 
 
 _NO_MARKS = _ChainMarks()
@@ -156,15 +209,29 @@ def _higher_scope_params(item: pytest.Item) -> tuple[tuple[str, int], ...]:
 
 
 class Planner:
-    def __init__(self, default_scope: ParallelScope | None, unsafe_fixtures: frozenset[str]):
+    def __init__(
+        self,
+        default_scope: ParallelScope | None,
+        unsafe_fixtures: frozenset[str],
+        safe_fixtures: frozenset[str] | None = None,
+    ):
         self.default_scope = default_scope
         self.unsafe_fixtures = unsafe_fixtures
+        # Fixtures trusted with what they request and call (None: ini threadpool_safe_fixtures,
+        # read from the first item's config).
+        self.safe_fixtures = safe_fixtures
         self._packages = _PackageMarks()
         self._decisions: dict[pytest.Item, Decision] = {}
         self._chains: dict[pytest.Node, _ChainMarks] = {}
         self._parsed: dict[int, ParallelScope] = {}  # id of a class/module/package mark -> scope
-        # module name -> which of the call patterns its source contains
-        self._module_mentions: dict[str | None, frozenset[re.Pattern[str]]] = {}
+        self._sources = _SourceScanner()
+        # A name's closest FixtureDef -> the first call found in the definitions a request
+        # for that name runs (None: none), so each fixture function is searched once.
+        self._fixture_calls: dict[Any, _Calls | None] = {}
+        # (id of a fixture info, implied fixtures, closure size) -> (that info, its reasons)
+        self._fixture_reasons_by_info: dict[
+            tuple[int, frozenset[str], int], tuple[Any, tuple[str | None, str | None]]
+        ] = {}
 
     def decide(self, item: pytest.Item) -> Decision:
         """The item's decision (computed once: marker warnings are issued once)."""
@@ -210,6 +277,7 @@ class Planner:
             parallelizable=(node, found) if found is not None else above.parallelizable,
             thread_unsafe=above.thread_unsafe or THREAD_UNSAFE_MARKER in names,
             filterwarnings=above.filterwarnings or "filterwarnings" in names,
+            implied_fixtures=above.implied_fixtures.union(_implied_fixtures(names)),
         )
         return chain
 
@@ -242,45 +310,97 @@ class Planner:
         names = {m.name for m in item.own_markers}
         if above.thread_unsafe or THREAD_UNSAFE_MARKER in names:
             return "marked thread_unsafe"
-        unsafe = sorted(self.unsafe_fixtures.intersection(item.fixturenames))
-        if unsafe:
-            return "uses " + ", ".join(unsafe)
+        implied = above.implied_fixtures.union(_implied_fixtures(names))
+        unsafe_use, fixture_calls = self._fixture_reasons(item, implied)
+        if unsafe_use is not None:
+            return unsafe_use
         if _rerun_by_plugin(item):
             return "rerun on failure by pytest-rerunfailures"
-        if not _CONTEXT_AWARE_WARNINGS:
-            if above.filterwarnings or "filterwarnings" in names:
-                return "has filterwarnings marks (warning filters are process-wide here)"
-            if self._source_calls(item, _WARNING_FILTER_CALLS):
-                return "uses pytest.warns/catch_warnings (warning filters are process-wide here)"
-        if self._source_calls(item, _MOCK_PATCH_CALLS):
-            return "uses mock.patch (patches are process-wide)"
-        if self._source_calls(item, _SIGNAL_CALLS):
-            return "sets signal handlers or timers (main thread only)"
-        return None
+        if not _CONTEXT_AWARE_WARNINGS and (above.filterwarnings or "filterwarnings" in names):
+            return "has filterwarnings marks (warning filters are process-wide here)"
+        own = self._sources.first_call(getattr(item, "function", None))
+        if own is not None:
+            return own.what
+        return fixture_calls
 
-    def _source_calls(self, item: pytest.Function, calls: re.Pattern[str]) -> bool:
-        """Does the test function's source (decorators included) contain one of ``calls``?"""
-        function = getattr(item, "function", None)
-        module = getattr(function, "__module__", None)
-        mentioned = self._module_mentions.get(module)
-        if mentioned is None:
-            cached = set(linecache.cache)
-            try:
-                source = inspect.getsource(sys.modules[module])  # type: ignore[index]
-            except (KeyError, OSError, TypeError):
-                source = ""
-            for filename in set(linecache.cache) - cached:
-                linecache.cache.pop(filename, None)  # read once: don't keep every test file
-            mentioned = self._module_mentions[module] = frozenset(
-                p for p in _SOURCE_PATTERNS if p.search(source)
-            )
-        if calls not in mentioned:
-            return False  # the common case: the module never mentions them
+    def _fixture_reasons(
+        self, item: pytest.Function, implied: frozenset[str]
+    ) -> tuple[str | None, str | None]:
+        """Why the fixtures ``item`` uses make it run alone: (it reaches an unsafe fixture,
+        a fixture it reaches calls something process-wide), each None when not.
+
+        A fixture is reached when the test requests it (arguments, usefixtures, autouse, a
+        marker a plugin turns into a fixture) or a reached fixture requests it, except through
+        a safe fixture: what a safe fixture requests or calls is trusted."""
+        if self.safe_fixtures is None:
+            self.safe_fixtures = _configured_safe_fixtures(item.config)
+        closure = item.fixturenames  # the whole closure, safe fixtures' requests included
+        info = fixture_info(item)
+        if info is None:
+            return self._find_fixture_reasons(closure, info, implied)
+        # The variants of a parametrized test share their fixture info: decide once for them.
+        key = (id(info), implied, len(closure))
+        known = self._fixture_reasons_by_info.get(key)
+        if known is None or known[0] is not info:
+            known = (info, self._find_fixture_reasons(closure, info, implied))
+            self._fixture_reasons_by_info[key] = known
+        return known[1]
+
+    def _find_fixture_reasons(
+        self, closure: Sequence[str], info: Any, implied: frozenset[str]
+    ) -> tuple[str | None, str | None]:
+        safe = self.safe_fixtures or frozenset()
+        name2defs = info.name2fixturedefs if info is not None else {}
+        unsafe = self.unsafe_fixtures.intersection(closure) | self.unsafe_fixtures.intersection(
+            implied
+        )
+        calling: dict[str, _Calls] = {}
+        for name in closure:
+            defs = name2defs.get(name)
+            if defs and name not in safe:
+                calls = self._calls_of(name, defs)
+                if calls is not None:
+                    calling[name] = calls
+        if not (unsafe - safe) and not calling:
+            return None, None  # the common case: nothing to look into
+        # Why each name is in the closure: walk it from what the test itself requests.
+        roots = set(info.initialnames) if info is not None else set()
+        roots |= implied
+        requested_by = _reach(name2defs, roots, frozenset())
+        # Names a plugin added to the closure after collection count as requested by the test.
+        injected = [name for name in closure if name not in requested_by]
+        if injected or not safe.isdisjoint(requested_by):
+            roots.update(injected)
+            requested_by = _reach(name2defs, roots, safe)
+        uses = [
+            name if name in roots else f"{name} (via {', '.join(sorted(requested_by[name]))})"
+            for name in sorted(unsafe - safe)
+            if name in requested_by
+        ]
+        called = sorted(name for name in calling if name in requested_by)
+        return (
+            "uses " + ", ".join(uses) if uses else None,
+            f"fixture {called[0]} {calling[called[0]].what}" if called else None,
+        )
+
+    def _calls_of(self, name: str, defs: Sequence[Any]) -> _Calls | None:
+        """The first process-wide call in the definitions a request for fixture ``name`` runs
+        (the closest one, and those it overrides while it requests ``name`` itself)."""
+        closest = defs[-1]
         try:
-            body = inspect.getsource(function)  # type: ignore[arg-type]
-        except (OSError, TypeError):
-            return True
-        return bool(calls.search(body))
+            return self._fixture_calls[closest]
+        except KeyError:
+            pass
+        found = None
+        for fixturedef in _used_defs(name, defs):
+            function = getattr(fixturedef, "func", None)
+            if (getattr(function, "__module__", None) or "").startswith(_UNSCANNED_MODULES):
+                continue
+            found = self._sources.first_call(function)
+            if found is not None:
+                break
+        self._fixture_calls[closest] = found
+        return found
 
     def plan(self, items: Sequence[pytest.Item]) -> tuple[list[Group], dict[pytest.Item, object]]:
         """Split items into consecutive groups; also return the chain key (see Decision) of
@@ -320,7 +440,95 @@ class Planner:
         self._decisions.clear()  # planned: the per-item cache is not needed during the run
         self._chains.clear()
         self._parsed.clear()
+        self._fixture_calls.clear()
+        self._fixture_reasons_by_info.clear()
+        self._sources = _SourceScanner()
         return groups, chains
+
+
+class _SourceScanner:
+    """Finds process-wide calls in functions' source, reading each file at most once and
+    searching a function only when its file mentions one of them."""
+
+    def __init__(self) -> None:
+        # file -> (the calls it mentions, its lines if it mentions any)
+        self._files: dict[str, tuple[frozenset[_Calls], list[str]]] = {}
+        self._found: dict[object, _Calls | None] = {}  # code object -> first call found
+
+    def first_call(self, function: object) -> _Calls | None:
+        """The first of ``_SCANNED_CALLS`` in the function's source (decorators included)."""
+        try:
+            code = inspect.unwrap(function).__code__  # type: ignore[arg-type]
+        except (AttributeError, TypeError, ValueError):
+            return None
+        try:
+            return self._found[code]
+        except KeyError:
+            pass
+        found = self._found[code] = self._search(code)
+        return found
+
+    def _search(self, code: Any) -> _Calls | None:
+        mentioned, lines = self._file(code.co_filename)
+        wanted = [calls for calls in _SCANNED_CALLS if calls in mentioned]
+        if not wanted:
+            return None  # the common case: the file never mentions them
+        try:
+            body = "".join(inspect.getblock(lines[code.co_firstlineno - 1 :]))
+        except (IndexError, SyntaxError, tokenize.TokenError):
+            return wanted[0]
+        return next((calls for calls in wanted if calls.pattern.search(body)), None)
+
+    def _file(self, filename: str) -> tuple[frozenset[_Calls], list[str]]:
+        known = self._files.get(filename)
+        if known is None:
+            try:
+                with tokenize.open(filename) as file:
+                    text = file.read()
+            except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+                text = ""
+            mentioned = frozenset(calls for calls in _SCANNED_CALLS if calls.mentioned_in(text))
+            lines = text.splitlines(keepends=True) if mentioned else []
+            known = self._files[filename] = (mentioned, lines)
+        return known
+
+
+def _implied_fixtures(marker_names: Iterable[str]) -> frozenset[str]:
+    return frozenset(_MARKER_FIXTURES[name] for name in marker_names if name in _MARKER_FIXTURES)
+
+
+def _used_defs(name: str, defs: Sequence[Any]) -> Iterator[Any]:
+    """The definitions of fixture ``name`` that a request for it runs: the closest one, and
+    each one it overrides while the overriding one requests ``name`` itself."""
+    for fixturedef in reversed(defs):
+        yield fixturedef
+        if name not in fixturedef.argnames:
+            return
+
+
+def _reach(
+    name2defs: dict[str, Sequence[Any]], roots: Iterable[str], safe: frozenset[str]
+) -> dict[str, set[str]]:
+    """The fixture names reachable from ``roots`` through what each fixture requests, without
+    looking into ``safe`` fixtures; each with the fixtures that request it (none for a root
+    no reached fixture requests)."""
+    requested_by: dict[str, set[str]] = {name: set() for name in roots}
+    todo = list(requested_by)
+    while todo:
+        name = todo.pop()
+        if name in safe:
+            continue
+        for fixturedef in _used_defs(name, name2defs.get(name) or ()):
+            for dependency in fixturedef.argnames:
+                if dependency == name:
+                    continue  # the overridden definition, walked by _used_defs
+                known = requested_by.get(dependency)
+                if known is None:
+                    requested_by[dependency] = {name}
+                    todo.append(dependency)
+                else:
+                    known.add(name)
+    return requested_by
 
 
 _SCOPE_NODE_TYPES = {

@@ -103,12 +103,22 @@ def addoption(parser: pytest.Parser) -> None:
         "fixtures that make a test run alone (nothing else runs while it runs)",
         type="linelist",
         default=[
+            "benchmark",  # pytest-benchmark: timings taken beside other tests mean nothing
             "capfd",
             "capfdbinary",
+            "freezer",  # pytest-freezer: freezegun patches the clock for the whole process
             "mocker",  # pytest-mock: its patches are process-wide, as monkeypatch's are
             "monkeypatch",
             "recwarn",
+            "time_machine",  # time-machine: travels the clock of the whole process
         ],
+    )
+    parser.addini(
+        "threadpool_safe_fixtures",
+        "fixtures trusted to be thread-safe although they request an unsafe fixture or patch "
+        "(what they request or call does not make a test run alone)",
+        type="linelist",
+        default=[],
     )
 
 
@@ -118,6 +128,7 @@ class Settings:
     default_scope: ParallelScope | None
     timeout: float  # 0 = no timeout
     unsafe_fixtures: frozenset[str]
+    safe_fixtures: frozenset[str] = frozenset()
 
     def sequential(self) -> Settings:
         """The same settings for a session whose tests run one at a time."""
@@ -142,6 +153,19 @@ def _from_ini(config: pytest.Config, name: str, parse, flag: str):
         raise pytest.UsageError(f"ini option {name} ({flag}): {exc}") from None
 
 
+def fixture_names(config: pytest.Config, name: str) -> frozenset[str]:
+    """A fixture-list ini option: one name a line, or several on a line separated by spaces or
+    commas (``-o threadpool_safe_fixtures="a b"`` gives one line)."""
+    return frozenset(
+        word for line in config.getini(name) for word in line.replace(",", " ").split()
+    )
+
+
+def safe_fixtures(config: pytest.Config) -> frozenset[str]:
+    """ini ``threadpool_safe_fixtures``."""
+    return fixture_names(config, "threadpool_safe_fixtures")
+
+
 def load(config: pytest.Config) -> Settings:
     """Read options; user mistakes raise pytest.UsageError with a one-line message."""
     workers = config.getoption("threadpool")
@@ -157,5 +181,6 @@ def load(config: pytest.Config) -> Settings:
         workers=workers,
         default_scope=None if scope in (None, SCOPE_NONE) else ParallelScope(scope),
         timeout=timeout or 0.0,
-        unsafe_fixtures=frozenset(config.getini("threadpool_unsafe_fixtures")),
+        unsafe_fixtures=fixture_names(config, "threadpool_unsafe_fixtures"),
+        safe_fixtures=safe_fixtures(config),
     )

@@ -17,14 +17,53 @@ SESSION_KEY = pytest.StashKey[object]()
 PLANNER_KEY = pytest.StashKey[object]()
 FREE_THREADED = _engine.FREE_THREADED
 
-# Options whose output or interaction assumes one test at a time on the main thread.
-_SEQUENTIAL_OPTIONS = {
-    "usepdb": "--pdb",
-    "trace": "--trace",
-    "setuponly": "--setup-only",
-    "setupshow": "--setup-show",
-    "setupplan": "--setup-plan",
+# Options whose output or interaction assumes one test at a time on the main thread: dest ->
+# (its spellings, the value that needs it (None: any true value), why).
+_SEQUENTIAL_OPTIONS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
+    "usepdb": (("--pdb",), None, "it debugs failures interactively"),
+    "trace": (("--trace",), None, "it debugs each test interactively"),
+    "setuponly": (("--setup-only",), None, "it prints fixture setup and teardown in order"),
+    "setupshow": (("--setup-show",), None, "it prints fixture setup and teardown in order"),
+    "setupplan": (("--setup-plan",), None, "it prints fixture setup and teardown in order"),
+    "stepwise": (("--sw", "--stepwise"), None, "it stops at the first failure and records it"),
+    "stepwise_skip": (
+        ("--sw-skip", "--stepwise-skip"),
+        None,
+        "it stops at the second failure and records it",
+    ),
+    "stepwise_reset": (
+        ("--sw-reset", "--stepwise-reset"),
+        None,
+        "it stops at the first failure and records it",
+    ),
+    # pytest-cov: coverage has one current context for the whole process.
+    "cov_context": (("--cov-context",), "test", "it switches coverage's one context per test"),
 }
+
+
+def _sequential_option(config: pytest.Config) -> tuple[str, str] | None:
+    """The first option in use that needs tests to run one at a time: (the option as the user
+    typed it, why), or None."""
+    import os
+    import shlex
+
+    for dest, (spellings, needs, why) in _SEQUENTIAL_OPTIONS.items():
+        value = config.getoption(dest, None)
+        if not value or (needs is not None and value != needs):
+            continue
+        typed = spellings[0]
+        given = [
+            *map(str, config.invocation_params.args),
+            *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
+            *config.getini("addopts"),
+        ]
+        for arg in given:
+            flag = arg.partition("=")[0]
+            if flag in spellings:
+                typed = flag
+                break
+        return (typed if needs is None else f"{typed}={needs}"), why
+    return None
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -54,17 +93,18 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "--threadpool cannot be combined with pytest-xdist (-n/--dist): use one of them"
         )
-    for dest, flag in _SEQUENTIAL_OPTIONS.items():
-        if config.getoption(dest, None):
-            config.issue_config_time_warning(
-                PytestThreadpoolWarning(
-                    f"{flag} needs tests to run one at a time on the main thread: "
-                    "--threadpool is ignored for this session"
-                ),
-                stacklevel=2,
-            )
-            config.stash[SETTINGS_KEY] = settings.sequential()
-            return
+    sequential = _sequential_option(config)
+    if sequential is not None:
+        flag, why = sequential
+        config.issue_config_time_warning(
+            PytestThreadpoolWarning(
+                f"{flag} needs tests to run one at a time on the main thread ({why}): "
+                "--threadpool is ignored for this session"
+            ),
+            stacklevel=2,
+        )
+        config.stash[SETTINGS_KEY] = settings.sequential()
+        return
     # pytest-timeout's signal/thread methods cannot work in a pool: our watchdog enforces its
     # settings instead (see timeouts.py).
     timeout_plugin = config.pluginmanager.get_plugin("timeout")
@@ -119,7 +159,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # runs and marker warnings land in the collection phase.
             from pytest_threadpool.grouping import Planner
 
-            planner = Planner(settings.default_scope, settings.unsafe_fixtures)
+            planner = Planner(
+                settings.default_scope, settings.unsafe_fixtures, settings.safe_fixtures
+            )
             for item in items:
                 planner.decide(item)
             config.stash[PLANNER_KEY] = planner

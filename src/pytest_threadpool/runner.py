@@ -65,7 +65,9 @@ class ThreadedSession:
     ) -> None:
         self.session = session
         self.config = session.config
-        self.planner = planner or Planner(settings.default_scope, settings.unsafe_fixtures)
+        self.planner = planner or Planner(
+            settings.default_scope, settings.unsafe_fixtures, settings.safe_fixtures
+        )
         self.settings = settings
         self.shared = SharedScopes()
         self.reporter = Reporter(self.config)
