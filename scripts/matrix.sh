@@ -30,7 +30,8 @@ failed=0
 for cell in "${cells[@]}"; do
   py_name=${cell%/*}; pytest_version=${cell#*/}
   if [ "$pytest_version" = "$NEWEST" ]; then
-    venv=".venv-$py_name"  # make setup's venv already has the newest pytest
+    venv=".venv-$py_name"  # make setup's venv, brought up to date if requirements changed
+    make_venv "$venv" "$(interpreter "$py_name")"
   else
     venv=".venv-matrix/$py_name-pytest$pytest_version"
     mkdir -p .venv-matrix
