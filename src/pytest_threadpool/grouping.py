@@ -27,7 +27,6 @@ from pytest_threadpool.markers import (
     ParallelScope,
     PytestThreadpoolWarning,
 )
-from pytest_threadpool.options import safe_fixtures as _configured_safe_fixtures
 from pytest_threadpool.pytest_compat import FUNCTION_SCOPE, Scope, fixture_info, param_scopes
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
@@ -213,12 +212,11 @@ class Planner:
         self,
         default_scope: ParallelScope | None,
         unsafe_fixtures: frozenset[str],
-        safe_fixtures: frozenset[str] | None = None,
+        safe_fixtures: frozenset[str] = frozenset(),
     ):
         self.default_scope = default_scope
         self.unsafe_fixtures = unsafe_fixtures
-        # Fixtures trusted with what they request and call (None: ini threadpool_safe_fixtures,
-        # read from the first item's config).
+        # Fixtures trusted with what they request and call (ini threadpool_safe_fixtures).
         self.safe_fixtures = safe_fixtures
         self._packages = _PackageMarks()
         self._decisions: dict[pytest.Item, Decision] = {}
@@ -332,8 +330,6 @@ class Planner:
         A fixture is reached when the test requests it (arguments, usefixtures, autouse, a
         marker a plugin turns into a fixture) or a reached fixture requests it, except through
         a safe fixture: what a safe fixture requests or calls is trusted."""
-        if self.safe_fixtures is None:
-            self.safe_fixtures = _configured_safe_fixtures(item.config)
         closure = item.fixturenames  # the whole closure, safe fixtures' requests included
         info = fixture_info(item)
         if info is None:
@@ -349,7 +345,7 @@ class Planner:
     def _find_fixture_reasons(
         self, closure: Sequence[str], info: Any, implied: frozenset[str]
     ) -> tuple[str | None, str | None]:
-        safe = self.safe_fixtures or frozenset()
+        safe = self.safe_fixtures
         name2defs = info.name2fixturedefs if info is not None else {}
         unsafe = self.unsafe_fixtures.intersection(closure) | self.unsafe_fixtures.intersection(
             implied

@@ -161,11 +161,6 @@ def fixture_names(config: pytest.Config, name: str) -> frozenset[str]:
     )
 
 
-def safe_fixtures(config: pytest.Config) -> frozenset[str]:
-    """ini ``threadpool_safe_fixtures``."""
-    return fixture_names(config, "threadpool_safe_fixtures")
-
-
 def load(config: pytest.Config) -> Settings:
     """Read options; user mistakes raise pytest.UsageError with a one-line message."""
     workers = config.getoption("threadpool")
@@ -182,5 +177,5 @@ def load(config: pytest.Config) -> Settings:
         default_scope=None if scope in (None, SCOPE_NONE) else ParallelScope(scope),
         timeout=timeout or 0.0,
         unsafe_fixtures=fixture_names(config, "threadpool_unsafe_fixtures"),
-        safe_fixtures=safe_fixtures(config),
+        safe_fixtures=fixture_names(config, "threadpool_safe_fixtures"),
     )

@@ -4,6 +4,8 @@ thread. Without ``--threadpool`` pytest runs as if the plugin were absent."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 
 import pytest
@@ -44,9 +46,6 @@ _SEQUENTIAL_OPTIONS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
 def _sequential_option(config: pytest.Config) -> tuple[str, str] | None:
     """The first option in use that needs tests to run one at a time: (the option as the user
     typed it, why), or None."""
-    import os
-    import shlex
-
     for dest, (spellings, needs, why) in _SEQUENTIAL_OPTIONS.items():
         value = config.getoption(dest, None)
         if not value or (needs is not None and value != needs):

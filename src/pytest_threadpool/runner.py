@@ -536,15 +536,7 @@ class ThreadedSession:
         )
         if result.stack:
             message += "\n\nStack of the hung test:\n" + result.stack
-        reports = [r for r in list(run.reports) if r.when == "setup"]
-        if not reports:
-            reports = [_synthetic_report(item, "setup", "passed", None, 0.0)]
-        if reports[0].passed:
-            reports.append(_synthetic_report(item, "call", "failed", message, result.run_time))
-        else:
-            reports[0] = _synthetic_report(item, "setup", "failed", message, result.run_time)
-        reports.append(_synthetic_report(item, "teardown", "passed", None, 0.0))
-        run.reports = reports
+        run.reports = _reports_failed_with(run, message, result.run_time)
         self._make_ready(run)
 
     def _report_broken(self, run: ItemRun, error: BaseException, run_time: float) -> None:
@@ -555,12 +547,7 @@ class ThreadedSession:
             f"own code (its phases' reports were lost); probably the process state was "
             f"changed by this or a concurrently running test:\n\n{trace}"
         )
-        reports = [r for r in list(run.reports) if r.when == "setup" and r.passed]
-        if not reports:
-            reports = [_synthetic_report(item, "setup", "passed", None, 0.0)]
-        reports.append(_synthetic_report(item, "call", "failed", message, run_time))
-        reports.append(_synthetic_report(item, "teardown", "passed", None, 0.0))
-        run.reports = reports
+        run.reports = _reports_failed_with(run, message, run_time)
         self.history.record(item, run.reports, run_time, run.cpu_time)
         self._make_ready(run)
 
@@ -657,6 +644,21 @@ def _file_of(item: pytest.Item) -> str:
 def _ends_session(error: BaseException) -> bool:
     """Ctrl-C, pytest.exit() and other BaseExceptions end the session, as sequentially."""
     return not isinstance(error, Exception) or isinstance(error, _EXIT)
+
+
+def _reports_failed_with(run: ItemRun, message: str, run_time: float) -> list[pytest.TestReport]:
+    """Reports for a test whose protocol did not finish: the setup report it has, if any, and
+    ``message`` as the failure of its call (of its setup, if setup did not pass)."""
+    item = run.item
+    reports = [r for r in list(run.reports) if r.when == "setup"]
+    if not reports:
+        reports = [_synthetic_report(item, "setup", "passed", None, 0.0)]
+    if reports[0].passed:
+        reports.append(_synthetic_report(item, "call", "failed", message, run_time))
+    else:
+        reports[0] = _synthetic_report(item, "setup", "failed", message, run_time)
+    reports.append(_synthetic_report(item, "teardown", "passed", None, 0.0))
+    return reports
 
 
 def _synthetic_report(

@@ -82,6 +82,24 @@ def test_forked_children_exiting_or_crashing_do_not_speak_for_the_run(pytester: 
     assert "pytest-threadpool:" not in output
 
 
+# A shell that starts the test run in the background ignores SIGINT, and Python keeps an ignored
+# SIGINT ignored: the Ctrl-C tests install the handler an interactive run would have.
+SIGINT_HANDLER_CONFTEST = (
+    "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+)
+# The start of a Ctrl-C test module: a module fixture that records its teardown in a file.
+SIGINT_MODULE_HEAD = """
+import os, signal, threading, time, pytest
+pytestmark = pytest.mark.parallelizable("children")
+
+@pytest.fixture(scope="module")
+def shared():
+    yield
+    with open("teardowns.txt", "a") as f:
+        f.write("shared\\n")
+"""
+
+
 @pytest.mark.parametrize("small_window", [False, True], ids=["window-default", "window-2"])
 def test_sigint_during_run_stops_promptly_and_tears_down_shared_fixtures(
     pytester: pytest.Pytester, small_window: bool
@@ -89,9 +107,7 @@ def test_sigint_during_run_stops_promptly_and_tears_down_shared_fixtures(
     """Ctrl-C mid-run: the session ends as interrupted, promptly, and the module fixture is torn
     down once. With a submission window of 2 the interrupt arrives while the main thread waits
     for room in the pool, most tests of the group never submitted but holding the fixture."""
-    # A shell that starts the test run in the background ignores SIGINT, and Python keeps an
-    # ignored SIGINT ignored: install the handler an interactive run would have.
-    conftest = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    conftest = SIGINT_HANDLER_CONFTEST
     if small_window:
         conftest += (
             "import pytest_threadpool.runner as runner\n"
@@ -99,17 +115,9 @@ def test_sigint_during_run_stops_promptly_and_tears_down_shared_fixtures(
         )
     pytester.makeconftest(conftest)
     pytester.makepyfile(
-        textwrap.dedent(
+        SIGINT_MODULE_HEAD
+        + textwrap.dedent(
             """
-            import os, signal, threading, time, pytest
-            pytestmark = pytest.mark.parallelizable("children")
-
-            @pytest.fixture(scope="module")
-            def shared():
-                yield
-                with open("teardowns.txt", "a") as f:
-                    f.write("shared\\n")
-
             def test_sends_sigint(shared):
                 threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
                 time.sleep(0.5)
@@ -128,21 +136,12 @@ def test_sigint_ends_the_run_while_tests_sleep_and_names_them(pytester: pytest.P
     """Ctrl-C while pool tests are blocked in time.sleep / Event.wait (where an asynchronous
     KeyboardInterrupt cannot land until they wake): the run does not wait for them. It ends
     interrupted, names the tests that were running and still tears the shared fixture down."""
-    pytester.makeconftest(
-        "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
-    )
+    pytester.makeconftest(SIGINT_HANDLER_CONFTEST)
     pytester.makepyfile(
-        textwrap.dedent(
+        SIGINT_MODULE_HEAD
+        + textwrap.dedent(
             """
-            import os, signal, threading, time, pytest
-            pytestmark = pytest.mark.parallelizable("children")
             all_started = threading.Barrier(3)
-
-            @pytest.fixture(scope="module")
-            def shared():
-                yield
-                with open("teardowns.txt", "a") as f:
-                    f.write("shared\\n")
 
             def test_sleeps(shared):
                 all_started.wait()
@@ -242,3 +241,34 @@ def test_deadlock_with_timeout_fails_only_that_test(pytester: pytest.Pytester):
     result = pytester.runpytest("--threadpool", "2", "--threadpool-timeout", "0.5")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*Timeout after 0.5 s*"])
+
+
+def test_protocol_error_on_a_worker_fails_that_test_and_the_run_goes_on(
+    pytester: pytest.Pytester,
+):
+    """An exception out of pytest's protocol around a pool test (here a makereport hook; in
+    real suites a hook broken by what a concurrent test did to the process) fails that test
+    with the traceback; the others are reported and the session ends normally."""
+    pytester.makeconftest(
+        """
+        def pytest_runtest_makereport(item, call):
+            if item.name == "test_broken" and call.when == "call":
+                raise RuntimeError("hook broke")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        def test_before(): pass
+        def test_broken(): pass
+        def test_after(): pass
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2", "--junitxml=out.xml")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*pytest's protocol for this test raised RuntimeError*", "*RuntimeError: hook broke*"]
+    )
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert (pytester.path / "out.xml").read_text().count("<testcase ") == 3
