@@ -94,11 +94,6 @@ TEST_OUTCOME: tuple[type[BaseException], ...] = _get("_pytest.outcomes:TEST_OUTC
 Scope: Any = _get("_pytest.scope:Scope")
 FUNCTION_SCOPE: Any = getattr(Scope, "Function", None)
 
-# pytest >= 9.1 asks ``SetupState.is_node_active(node)`` before a fixture lookup and warns
-# (PytestRemovedIn10Warning; an error from 10.1) when the requesting node is not active. Older
-# versions have no such method and never ask.
-SETUPSTATE_ASKS_ACTIVE_NODE = hasattr(SetupState, "is_node_active")
-
 
 def setupstate(session: Any) -> Any:
     return session._setupstate

@@ -218,7 +218,8 @@ class RoutingSetupState(SetupState):
         _local.state = state
 
     def is_node_active(self, node: pytest.Node) -> bool:
-        """pytest >= 9.1 asks this before every fixture lookup (see pytest_compat)."""
+        """pytest >= 9.1 asks this before every fixture lookup and warns (PytestRemovedIn10Warning,
+        an error from 10.1) when the requesting node is not active; older pytest never asks."""
         state = self.current()
         if state is not None:
             return state.is_node_active(node)
