@@ -28,6 +28,7 @@ _local = threading.local()
 
 def _run_finalizers(node: pytest.Node, finalizers: list[Callable[[], object]]) -> list:
     """Run ``finalizers`` last-in first-out; return the errors grouped as pytest groups them."""
+    __tracebackhide__ = True
     errors: list[BaseException] = []
     while finalizers:
         fin = finalizers.pop()
@@ -87,6 +88,7 @@ class SharedScopes:
 
     def setup_collectors(self, item: pytest.Item) -> bool:
         """Set up the collectors above ``item`` that are not set up yet; False if one failed."""
+        __tracebackhide__ = True
         for col in item.listchain()[:-1]:
             entry = self.live.get(col)
             if entry is not None:
@@ -105,6 +107,7 @@ class SharedScopes:
     def setup_shared_fixtures(self, item: pytest.Item) -> None:
         """Create the class/module/package/session fixtures ``item`` requests, in the order
         pytest would, stopping at the first error (the item's own setup re-raises it)."""
+        __tracebackhide__ = True
         request = item_request(item)
         if not request:
             return
@@ -121,6 +124,7 @@ class SharedScopes:
 
     def teardown(self, nodes: list[pytest.Node]) -> list[BaseException]:
         """Tear down ``nodes`` (innermost first); return the errors in pytest's order."""
+        __tracebackhide__ = True
         errors: list[BaseException] = []
         for node in nodes:
             entry = self.live.pop(node, None)
@@ -155,6 +159,7 @@ class ItemSetupState(SetupState):
         return self.shared.is_active(node)
 
     def setup(self, item: pytest.Item) -> None:
+        __tracebackhide__ = True
         assert item is self.item, (item, self.item)
         for col in item.listchain()[:-1]:
             entry = lookup(self.shared.live, col)
@@ -226,6 +231,7 @@ class RoutingSetupState(SetupState):
         return self.shared.is_active(node)
 
     def setup(self, item: pytest.Item) -> None:
+        __tracebackhide__ = True
         state = self.current()
         assert state is not None, "items run through pytest-threadpool's runner"
         state.setup(item)
@@ -240,6 +246,7 @@ class RoutingSetupState(SetupState):
         entry[0].append(finalizer)
 
     def teardown_exact(self, nextitem: pytest.Item | None) -> None:
+        __tracebackhide__ = True
         state = self.current()
         if state is not None:
             state.teardown_exact(nextitem)
