@@ -49,7 +49,7 @@ from pytest_threadpool.warnings_capture import routed_warnings
 _EXIT = pytest.exit.Exception  # pytest.exit()'s exception (an Exception subclass)
 WINDOW_MIN = 256
 WINDOW_PER_WORKER = 4
-LONG_TEST_SHARE = 0.05  # see _submission_order
+LONG_TEST_SHARE = 0.1  # see _promotions
 # Ctrl-C / pytest.exit: how long running tests get to stop before the run ends without them
 # (a test blocked in sleep or a wait only sees the interrupt when it wakes up).
 ABORT_GRACE = 0.5
@@ -101,12 +101,14 @@ class ThreadedSession:
             _file_of(item) for item in session.items
         )
         self.capture: ThreadedCapture | None = None
+        self.promoted: dict[pytest.Item, float] = {}  # see _promotions
 
     # -- entry point -------------------------------------------------------------------
 
     def run(self) -> None:
         items = self.session.items
         groups, chains = self.planner.plan(items)
+        self.promoted = self._promotions(items)
         for item in items:
             # pytest's cached Item.location, computed before any worker starts: reading it
             # first from a worker (or while one touches the item) goes through
@@ -204,18 +206,35 @@ class ThreadedSession:
                 continue
             self._run_on_main(run)
 
+    def _promotions(self, items: list[pytest.Item]) -> dict[pytest.Item, float]:
+        """Tests to start ahead of collection order, with their known seconds: those that,
+        started in collection order, would run past the session's known time per worker (the
+        known time of the tests collected before them, spread over the workers, plus their
+        own) by more than LONG_TEST_SHARE of it, and are at least that long. Only these:
+        every other test runs, and is reported, file by file in collection order, as
+        sequentially; promoting every long test interleaved all files (a 20-file suite
+        printed 40 file names instead of 20 once durations were known)."""
+        known = [self.history.priority(item) for item in items]
+        workers = self.settings.workers
+        total = sum(known)
+        cutoff = total / workers * LONG_TEST_SHARE
+        promoted: dict[pytest.Item, float] = {}
+        before = 0.0
+        for item, seconds in zip(items, known, strict=True):
+            overrun = (before + seconds * workers - total) / workers  # past the known end
+            if seconds >= cutoff and overrun > cutoff:
+                promoted[item] = seconds
+            before += seconds
+        return promoted
+
     def _submission_order(self, group: Group, chains: dict) -> list[int]:
-        """Long tests first, the rest in collection order: with at most ``window`` tests in
-        the pool at a time, a long test late in collection order must still be submitted early
-        to start early. "Long" is at least LONG_TEST_SHARE of one worker's share of the group's
-        known time: only such a test stretches the group's end when it starts last, and
-        reordering short ones would only make the main thread prepare tests ahead of the window.
-        Variants chained together (``children``) run in collection order: a chain's members
-        take the places the ranking gave them, in collection order, and each depends on the one
-        submitted before it."""
-        known = [self.history.priority(item) for item in group.items]
-        cutoff = sum(known) / self.settings.workers * LONG_TEST_SHARE
-        rank = [-seconds if seconds > 0 and seconds >= cutoff else 0.0 for seconds in known]
+        """Promoted tests first (longest first), the rest in collection order: with at most
+        ``window`` tests in the pool at a time, a test that must start early must also be
+        submitted early. Variants chained together (``children``) run in collection order: a
+        chain's members take the places the ranking gave them, in collection order, and each
+        depends on the one submitted before it."""
+        promoted = self.promoted
+        rank = [-promoted.get(item, 0.0) for item in group.items]
         ranked = sorted(range(len(group.items)), key=rank.__getitem__)  # offsets in the group
         keys = [chains.get(item) for item in group.items]
         members: dict[object, list[int]] = collections.defaultdict(list)
@@ -269,7 +288,7 @@ class ThreadedSession:
         task_id = self.pool.submit(
             self._execute,
             run,
-            priority=self.history.priority(run.item),
+            priority=self.promoted.get(run.item, 0.0),  # the rest: first come, first served
             label=run.item.nodeid,
             timeout=self._timeout_for(run),
             deps=deps,
@@ -581,7 +600,9 @@ class ThreadedSession:
         """One pass over the ready runs; True if one was emitted (a file switch may let
         held ones go: the caller passes again)."""
         emitted = False
-        for run in list(self.ready):
+        # In collection order: when the current file is done, the next one reported is the
+        # earliest collected that has results, as sequentially.
+        for run in sorted(self.ready, key=_index_of):
             if any(self.pending_under.get(node) for node in run.closes):
                 continue  # others under its scopes still run: they must finish first
             if not flush and not self._file_turn(run):
@@ -635,6 +656,10 @@ class ThreadedSession:
     def _shutdown_pool(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, timeout=None if not self.aborting else ABORT_GRACE)
+
+
+def _index_of(run: ItemRun) -> int:
+    return run.index
 
 
 def _file_of(item: pytest.Item) -> str:

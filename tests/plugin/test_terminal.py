@@ -86,3 +86,30 @@ def test_reporter_sees_the_real_terminal_width(pytester: pytest.Pytester, column
         shapes.append(([len(line) for line in progress], len(summary[-1])))
     assert shapes[1] == shapes[0]
     assert shapes[0][1] == columns  # pytest's separators span the terminal
+
+
+def test_each_file_is_named_once_also_when_durations_are_known(pytester: pytest.Pytester):
+    """A 20-file suite, run twice so that the second run has a duration history (which once
+    made every long-ish test start first and interleaved the files: 40 file names for 20).
+    The threaded run's progress lines equal a sequential run's: each file once, in order."""
+    for number in range(20):
+        tests = "".join(
+            f"def test_{i}():\n    time.sleep({0.01 + 0.001 * ((number * 7 + i * 3) % 11):.3f})\n"
+            for i in range(6)
+        )
+        pytester.makepyfile(
+            **{
+                f"test_file{number:02d}": "import time, pytest\n"
+                "pytestmark = pytest.mark.parallelizable('children')\n" + tests
+            }
+        )
+
+    def progress_lines(*args: str) -> list[str]:
+        result = pytester.runpytest("-p", "cacheprovider", *args)
+        result.assert_outcomes(passed=120)
+        return [line for line in result.outlines if line.startswith("test_file")]
+
+    sequential = progress_lines()
+    assert len(sequential) == 20
+    progress_lines("--threadpool", "4")  # records the durations
+    assert progress_lines("--threadpool", "4") == sequential
