@@ -3,6 +3,17 @@
 pytest keeps one ``cached_result`` and one finalizer list per fixture definition. For
 function-scoped definitions we keep them per thread instead (each thread runs one item at a time,
 so this is per item), which also covers fixtures requested with ``request.getfixturevalue``.
+
+Plugins change definitions too while a fixture is set up: pytest-asyncio's
+``pytest_fixture_setup`` swaps ``fixturedef.func`` for a wrapper bound to the test's event loop
+and puts it back afterwards. Any other attribute assigned (or deleted) on a function-scoped
+definition by a thread that holds that fixture (from its setup to its teardown) is therefore
+the thread's as well: the thread sees its own value, every other thread the definition's, and
+the thread forgets its values when it finishes the fixture (as it forgets the cached value).
+A class-level descriptor for such a name is installed the first time one is assigned, so reading
+attributes nobody assigns costs nothing extra. Names the class itself defines (methods,
+properties) are left alone.
+
 Wider-scoped definitions keep pytest's single state; reaching them from a worker is serialised.
 The ``request`` fixture's definition is made anew for each request, so it is already private to
 one test: it keeps its state on itself (kept per thread, it would keep every finished test's
@@ -31,9 +42,15 @@ class _PerThread(threading.local):
     def __init__(self) -> None:
         # fixture definition -> [cached_result, finalizers]
         self.state: dict[FixtureDef, list[Any]] = {}
+        # fixture definition -> {attribute name: this thread's value (or _DELETED)}
+        self.fields: dict[FixtureDef, dict[str, Any]] = {}
 
 
 _per_thread = _PerThread()
+_ABSENT: Any = object()
+_DELETED: Any = object()  # this thread deleted the attribute
+# pytest's own per-thread state: properties installed for the run handle these.
+_PYTEST_STATE = frozenset({"cached_result", FIXTUREDEF_FINALIZERS_FIELD})
 
 
 def _is_function_scoped(fixturedef: FixtureDef) -> bool:
@@ -78,11 +95,131 @@ def _get_finalizers(self: FixtureDef) -> list[Callable[[], object]]:
 def _forget_if_finished(fixturedef: FixtureDef) -> None:
     """Drop the calling thread's entry once it holds neither a value nor finalizers (pytest's
     ``finish`` reads the finalizer list again after resetting the value, which re-creates it):
-    a thread would otherwise keep an entry for every definition it ever ran."""
-    state = _per_thread.state
+    a thread would otherwise keep an entry for every definition it ever ran. The attributes the
+    thread assigned on the definition go with it: they belonged to the fixture's instance."""
+    local = _per_thread
+    state = local.state
     entry = state.get(fixturedef)
-    if entry is not None and entry[0] is None and not entry[1]:
-        del state[fixturedef]
+    if entry is None or (entry[0] is None and not entry[1]):
+        if entry is not None:
+            del state[fixturedef]
+        if local.fields:
+            local.fields.pop(fixturedef, None)
+
+
+class _PerThreadField:
+    """Stands in, on the class, for an instance attribute that a thread assigned on a
+    function-scoped definition during the run: reads give the calling thread's value if it has
+    one, else the instance's own; plain assignments (wider-scoped definitions, the instance's
+    own value) go to the instance's ``__dict__`` as without it."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        __tracebackhide__ = True
+        if obj is None:
+            return self
+        fields = _per_thread.fields
+        if fields:
+            own = fields.get(obj)
+            if own is not None:
+                value = own.get(self.name, _ABSENT)
+                if value is _DELETED:
+                    raise AttributeError(self.name)
+                if value is not _ABSENT:
+                    return value
+        value = lookup(obj.__dict__, self.name, _ABSENT)
+        if value is _ABSENT:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}")
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value
+
+    def __delete__(self, obj: Any) -> None:
+        __tracebackhide__ = True
+        if obj.__dict__.pop(self.name, _ABSENT) is _ABSENT:
+            raise AttributeError(self.name)
+
+
+# Names given a _PerThreadField on FixtureDef during the run, and whether a class defines a
+# name itself (its own methods and properties are left alone).
+_installed: dict[str, _PerThreadField] = {}
+_class_names: dict[tuple[type, str], bool] = {}
+_install_lock = threading.Lock()
+
+
+def _defined_by_class(cls: type, name: str) -> bool:
+    key = (cls, name)
+    known = lookup(_class_names, key)
+    if known is None:
+        known = any(
+            name in klass.__dict__ and not isinstance(klass.__dict__[name], _PerThreadField)
+            for klass in cls.__mro__
+        )
+        with _install_lock:
+            _class_names[key] = known
+    return known
+
+
+def _own_fields(fixturedef: FixtureDef, name: str) -> dict[str, Any] | None:
+    """The calling thread's fields of ``fixturedef`` when ``name`` is kept per thread there
+    (None: it is the definition's own). Only while the thread holds the fixture (from the
+    first finalizer pytest's ``execute`` registers, before ``pytest_fixture_setup``, until
+    ``finish``): a definition made during the run fills its fields for every thread."""
+    if (
+        fixturedef not in _per_thread.state
+        or not _state_per_thread(fixturedef)
+        or _defined_by_class(type(fixturedef), name)
+    ):
+        return None
+    if name not in _installed:
+        with _install_lock:
+            if name not in _installed:
+                field = _PerThreadField(name)
+                setattr(FixtureDef, name, field)
+                _installed[name] = field
+    fields = _per_thread.fields
+    own = fields.get(fixturedef)
+    if own is None:
+        own = fields[fixturedef] = {}
+    return own
+
+
+def _setattr(self: FixtureDef, name: str, value: Any) -> None:
+    """``FixtureDef.__setattr__`` during a threaded run."""
+    if name in _PYTEST_STATE:
+        object.__setattr__(self, name, value)
+        return
+    own = _own_fields(self, name)
+    if own is None:
+        object.__setattr__(self, name, value)
+    else:
+        own[name] = value
+
+
+def _delattr(self: FixtureDef, name: str) -> None:
+    """``FixtureDef.__delattr__`` during a threaded run."""
+    __tracebackhide__ = True
+    own = None if name in _PYTEST_STATE else _own_fields(self, name)
+    if own is None:
+        object.__delattr__(self, name)
+        return
+    mine = own.get(name, _ABSENT)
+    if mine is _DELETED or (mine is _ABSENT and name not in self.__dict__):
+        raise AttributeError(name)
+    own[name] = _DELETED
+
+
+def _uninstall_fields() -> None:
+    with _install_lock:
+        for name in _installed:
+            delattr(FixtureDef, name)
+        _installed.clear()
+        _class_names.clear()
 
 
 def _set_finalizers(self: FixtureDef, value: list[Callable[[], object]]) -> None:
@@ -117,6 +254,7 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
         reraise_shared(error, cached[2][1])
 
     def finish(self: FixtureDef, request: Any) -> None:
+        __tracebackhide__ = True
         try:
             original_finish(self, request)
         finally:
@@ -127,11 +265,25 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
     setattr(FixtureDef, FIXTUREDEF_FINALIZERS_FIELD, property(_get_finalizers, _set_finalizers))
     FixtureDef.execute = execute  # type: ignore[method-assign]
     FixtureDef.finish = finish  # type: ignore[method-assign]
+    FixtureDef.__setattr__ = _setattr  # type: ignore[method-assign,assignment]
+    FixtureDef.__delattr__ = _delattr  # type: ignore[method-assign,assignment]
+    if RequestFixtureDef is not None:
+        # Made for every request of ``request`` (pytest >= 9), its state already private: its
+        # attribute writes keep the C slots (object's), not a Python call each.
+        RequestFixtureDef.__setattr__ = object.__setattr__  # type: ignore[method-assign]
+        RequestFixtureDef.__delattr__ = object.__delattr__  # type: ignore[method-assign]
     try:
         yield
     finally:
+        if RequestFixtureDef is not None:
+            del RequestFixtureDef.__setattr__
+            del RequestFixtureDef.__delattr__
+        del FixtureDef.__setattr__
+        del FixtureDef.__delattr__
+        _uninstall_fields()
         FixtureDef.execute = original_execute  # type: ignore[method-assign]
         FixtureDef.finish = original_finish  # type: ignore[method-assign]
         delattr(FixtureDef, FIXTUREDEF_FINALIZERS_FIELD)
         del FixtureDef.cached_result
         _per_thread.state.clear()
+        _per_thread.fields.clear()

@@ -27,7 +27,13 @@ from pytest_threadpool.markers import (
     ParallelScope,
     PytestThreadpoolWarning,
 )
-from pytest_threadpool.pytest_compat import FUNCTION_SCOPE, Scope, fixture_info, param_scopes
+from pytest_threadpool.pytest_compat import (
+    FUNCTION_SCOPE,
+    Scope,
+    fixture_info,
+    fixturedef_scope,
+    param_scopes,
+)
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
 # catch_warnings() is private to the thread's context only with context-aware warnings: 3.14+
@@ -230,6 +236,7 @@ class Planner:
         self._fixture_reasons_by_info: dict[
             tuple[int, frozenset[str], int], tuple[Any, tuple[str | None, str | None]]
         ] = {}
+        self._event_loops: _SharedEventLoops | None = None
 
     def decide(self, item: pytest.Item) -> Decision:
         """The item's decision (computed once: marker warnings are issued once)."""
@@ -314,6 +321,12 @@ class Planner:
             return unsafe_use
         if _rerun_by_plugin(item):
             return "rerun on failure by pytest-rerunfailures"
+        loops = self._event_loops
+        if loops is None or loops.config is not item.config:
+            loops = self._event_loops = _SharedEventLoops(item.config)
+        shared_loop = loops.reason(item)
+        if shared_loop is not None:
+            return shared_loop
         if not _CONTEXT_AWARE_WARNINGS and (above.filterwarnings or "filterwarnings" in names):
             return "has filterwarnings marks (warning filters are process-wide here)"
         own = self._sources.first_call(getattr(item, "function", None))
@@ -438,6 +451,7 @@ class Planner:
         self._parsed.clear()
         self._fixture_calls.clear()
         self._fixture_reasons_by_info.clear()
+        self._event_loops = None
         self._sources = _SourceScanner()
         return groups, chains
 
@@ -487,6 +501,93 @@ class _SourceScanner:
             lines = text.splitlines(keepends=True) if mentioned else []
             known = self._files[filename] = (mentioned, lines)
         return known
+
+
+class _SharedEventLoops:
+    """pytest-asyncio: which tests run an event loop that other tests share.
+
+    pytest-asyncio runs each async test, and each async fixture, on the loop of an
+    ``asyncio.Runner`` held by a fixture of the loop's scope (``loop_scope``: the ``asyncio``
+    marker's or ``asyncio_default_test_loop_scope`` for tests; the fixture's own,
+    ``asyncio_default_fixture_loop_scope`` or the fixture's scope for fixtures). A
+    function-scoped loop is the test's own: per-thread fixture state gives each pool test its
+    runner (fixture_isolation). A class/module/package/session loop is shared, and an event
+    loop is not thread-safe: two tests must never run it at once.
+
+    Such tests run alone, rather than chained one after another in the pool: the shared loop
+    is also run, on the main thread, by the setup and teardown of the class/module/session
+    async fixtures on it, when the runner prepares a later test or closes a scope, which a
+    chain of pool tests does not wait for. Alone, every run of a shared loop happens on the
+    main thread with nothing else running, as in a sequential run; function-loop tests, sync
+    tests and shared async fixtures (set up and torn down on the main thread) still run in the
+    pool.
+
+    A test counts when it is an async test on a wider loop, or when a function-scoped async
+    fixture it uses runs on a wider loop (its setup and teardown run that loop on the test's
+    thread). Wider-scoped async fixtures are not counted: the main thread sets them up."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        plugin = config.pluginmanager.get_plugin("asyncio")
+        self._is_async_test = getattr(plugin, "is_async_test", None)
+        if self._is_async_test is None:
+            return
+        mode = config.getoption("asyncio_mode", None) or config.getini("asyncio_mode")
+        self._auto = mode == "auto"
+        self._default_test = config.getini("asyncio_default_test_loop_scope") or "function"
+        self._default_fixture = config.getini("asyncio_default_fixture_loop_scope") or None
+        # FixtureDef -> its wider loop scope (None: none, or not an async fixture)
+        self._fixture_loops: dict[Any, str | None] = {}
+
+    def reason(self, item: pytest.Function) -> str | None:
+        """Why ``item`` must run alone because of a shared event loop (None: it need not)."""
+        if self._is_async_test is None:
+            return None
+        if self._is_async_test(item):
+            scope = self._test_loop(item)
+            if scope != "function":
+                return f"runs on a {scope}-scoped asyncio event loop (shared with other tests)"
+        info = fixture_info(item)
+        if info is None:
+            return None
+        for name in item.fixturenames:
+            for fixturedef in _used_defs(name, info.name2fixturedefs.get(name) or ()):
+                scope = self._fixture_loop(fixturedef)
+                if scope is not None:
+                    return (
+                        f"fixture {name} runs on a {scope}-scoped asyncio event loop "
+                        "(shared with other tests)"
+                    )
+        return None
+
+    def _test_loop(self, item: pytest.Function) -> str:
+        marker = item.get_closest_marker("asyncio")
+        kwargs = marker.kwargs if marker is not None else {}
+        return kwargs.get("loop_scope") or kwargs.get("scope") or self._default_test
+
+    def _fixture_loop(self, fixturedef: Any) -> str | None:
+        try:
+            return self._fixture_loops[fixturedef]
+        except KeyError:
+            pass
+        scope = self._fixture_loops[fixturedef] = self._find_fixture_loop(fixturedef)
+        return scope
+
+    def _find_fixture_loop(self, fixturedef: Any) -> str | None:
+        if fixturedef_scope(fixturedef) is not FUNCTION_SCOPE:
+            return None  # set up and torn down on the main thread
+        function = getattr(fixturedef, "func", None)
+        function = getattr(function, "__func__", function)
+        if not getattr(function, "_force_asyncio_fixture", False) and not (
+            self._auto
+            and (inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function))
+        ):
+            return None
+        default = self._default_fixture
+        if default == "fixture-scope":
+            default = fixturedef.scope
+        scope = getattr(function, "_loop_scope", None) or default or fixturedef.scope
+        return None if scope == "function" else scope
 
 
 def _implied_fixtures(marker_names: Iterable[str]) -> frozenset[str]:

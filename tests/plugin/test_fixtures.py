@@ -434,3 +434,78 @@ def test_threads_keep_no_state_for_finished_function_fixtures(pytester: pytest.P
         )
     )
     pytester.runpytest("--threadpool", "2").assert_outcomes(passed=12)
+
+
+def test_attributes_a_plugin_sets_on_a_function_fixture_definition_are_per_thread(
+    pytester: pytest.Pytester,
+):
+    """A hook wrapper around pytest_fixture_setup that swaps ``fixturedef.func`` and adds an
+    attribute for the time of the setup (as pytest-asyncio swaps func): each thread sees only
+    its own swap. The first test's setup waits, its swap installed, until the second test has
+    set up the same fixture; the attributes are gone from the thread once the test is done."""
+    pytester.makeconftest(
+        """
+        import threading
+        import pytest
+        from pytest_threadpool import fixture_isolation
+
+        first_inside = threading.Event()
+        second_done = threading.Event()
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_fixture_setup(fixturedef, request):
+            if fixturedef.argname != "tagged":
+                return (yield)
+            name = request.node.name
+            assert not hasattr(fixturedef, "setup_tag"), fixturedef.setup_tag
+            original = fixturedef.func
+            assert original.__name__ == "tagged"
+            fixturedef.func = lambda: name
+            fixturedef.setup_tag = name
+            try:
+                if name == "test_first" and request.config.getoption("threadpool", None):
+                    first_inside.set()
+                    assert second_done.wait(20), "the second test did not run meanwhile"
+                assert fixturedef.func() == fixturedef.setup_tag == name
+                return (yield)
+            finally:
+                fixturedef.func = original
+                del fixturedef.setup_tag
+
+        @pytest.fixture
+        def after_first(request):
+            if request.config.getoption("threadpool", None):
+                assert first_inside.wait(20), "the first test did not start"
+            yield
+            second_done.set()
+
+        @pytest.fixture(autouse=True)
+        def no_leftover_attributes():
+            # Every definition the thread keeps attributes for is one it still has state for.
+            state = fixture_isolation._per_thread.state
+            assert set(getattr(fixture_isolation._per_thread, "fields", {})) <= set(state)
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.parallelizable("children")
+
+        @pytest.fixture
+        def tagged():
+            return "undecorated"
+
+        def test_first(tagged):
+            assert tagged == "test_first"
+
+        def test_second(after_first, tagged):
+            assert tagged == "test_second"
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_more(tagged, n):
+            assert tagged.startswith("test_more")
+        """
+    )
+    pytester.runpytest("--threadpool", "2").assert_outcomes(passed=6)
+    pytester.runpytest("-p", "no:threadpool").assert_outcomes(passed=6)
