@@ -41,7 +41,12 @@ from pytest_threadpool.scheduling import TRACKS_CPU_SHARE, DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
 from pytest_threadpool.terminal_output import TerminalFlusher
 from pytest_threadpool.threads import inherited_capture
-from pytest_threadpool.timeouts import Timeouts, main_thread_alarm, timeout_message
+from pytest_threadpool.timeouts import (
+    Timeouts,
+    hung_message,
+    interruptible_waits,
+    main_thread_alarm,
+)
 from pytest_threadpool.tmp_paths import numbered_dir_scan_in_c, serialised_basetemp
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
@@ -133,6 +138,7 @@ class ThreadedSession:
             stack.enter_context(numbered_dir_scan_in_c())
             stack.enter_context(per_thread_assertion_hooks())
             stack.enter_context(cached_hook_proxies(self.session))
+            stack.enter_context(interruptible_waits())
             # Registered before the pool, so it runs after the pool has shut down.
             stack.callback(self._teardown_after_abort)
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
@@ -299,9 +305,7 @@ class ThreadedSession:
             run.chain_key = chain_key
 
     def _timeout_for(self, run: ItemRun) -> float:
-        timeout = self.timeouts.for_item(run.item)
-        run.item._threadpool_timeout = timeout  # type: ignore[attr-defined]
-        return timeout
+        return self.timeouts.for_task(run.item)
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
         start = _engine.thread_time() if TRACKS_CPU_SHARE else 0.0
@@ -546,15 +550,8 @@ class ThreadedSession:
         """The test ignored its timeout (blocked in C): its worker was abandoned and replaced.
         Report it failed with what is known; its own fixtures are not torn down."""
         item = run.item
-        seconds = getattr(item, "_threadpool_timeout", 0.0)
         self.hung.append(item.nodeid)
-        message = (
-            f"{timeout_message(seconds)}: the test hung (no response to the timeout within "
-            f"the grace period; probably blocked in C code). Its worker thread was abandoned "
-            f"and replaced; its function-scoped fixtures were not torn down."
-        )
-        if result.stack:
-            message += "\n\nStack of the hung test:\n" + result.stack
+        message = hung_message(item, result.stack)
         run.reports = _reports_failed_with(run, message, result.run_time)
         self._make_ready(run)
 

@@ -8,6 +8,7 @@
 #include "numbered_dirs.h"
 #include "pool.h"
 #include "task_result.h"
+#include "waits.h"
 
 engine_state *engine_state_from_module(PyObject *module)
 {
@@ -75,7 +76,8 @@ static int engine_exec(PyObject *module)
     if (PyModule_AddObjectRef(module, "FREE_THREADED", ENGINE_FREE_THREADED) < 0) {
         return -1;
     }
-    if (add_task_timeout(module, st) < 0 || task_result_exec(module, st) < 0 ||
+    if (add_task_timeout(module, st) < 0 || waits_exec(module, st) < 0 ||
+        task_result_exec(module, st) < 0 ||
         pool_exec(module, st) < 0 || crash_exec(module, st) < 0 ||
         capture_exec(module, st) < 0 || dispatcher_exec(module, st) < 0 ||
         numbered_dirs_exec(module, st) < 0 || clock_exec(module, st) < 0) {
@@ -94,6 +96,11 @@ static int engine_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->capture_type);
     Py_VISIT(st->task_timeout_error);
     Py_VISIT(st->unsupported_operation);
+    Py_VISIT(st->thread_start);
+    Py_VISIT(st->time_sleep);
+    Py_VISIT(st->allocate_lock);
+    Py_VISIT(st->wait_probe);
+    Py_VISIT(st->waiter_lock_type);
     Py_VISIT(st->str_write);
     Py_VISIT(st->str_flush);
     Py_VISIT(st->str_buffer);
@@ -110,6 +117,11 @@ static int engine_clear(PyObject *module)
     Py_CLEAR(st->capture_type);
     Py_CLEAR(st->task_timeout_error);
     Py_CLEAR(st->unsupported_operation);
+    Py_CLEAR(st->thread_start);
+    Py_CLEAR(st->time_sleep);
+    Py_CLEAR(st->allocate_lock);
+    Py_CLEAR(st->wait_probe);
+    Py_CLEAR(st->waiter_lock_type);
     Py_CLEAR(st->str_write);
     Py_CLEAR(st->str_flush);
     Py_CLEAR(st->str_buffer);

@@ -13,6 +13,12 @@ typedef struct {
     PyObject *capture_type;
     PyObject *task_timeout_error;   /* BaseException subclass delivered by the watchdog */
     PyObject *unsupported_operation; /* io.UnsupportedOperation */
+    /* bound when the engine is imported (a run patches them; see waits.c) */
+    PyObject *thread_start;  /* threading.Thread.start */
+    PyObject *time_sleep;    /* time.sleep */
+    PyObject *allocate_lock; /* _thread.allocate_lock */
+    PyObject *wait_probe;    /* a no-op Python function (waits.c) */
+    PyObject *waiter_lock_type;
     /* interned attribute names used on the dispatcher's hot paths */
     PyObject *str_write;
     PyObject *str_flush;

@@ -27,6 +27,14 @@ void core_incref(pool_core *core)
     atomic_fetch_add(&core->refcnt, 1);
 }
 
+static void worker_free(worker_t *w)
+{
+    Py_XDECREF(w->thread);
+    Py_XDECREF(w->wake_exc);
+    engine_event_destroy(&w->wake);
+    PyMem_RawFree(w);
+}
+
 static void core_free(pool_core *core)
 {
     /* Last reference: no other thread can see the core any more. */
@@ -53,21 +61,20 @@ static void core_free(pool_core *core)
     for (int i = 0; i < core->nworkers; i++) {
         worker_t *w = core->workers ? core->workers[i] : NULL;
         if (w != NULL) {
-            Py_XDECREF(w->thread);
-            PyMem_RawFree(w);
+            worker_free(w);
         }
     }
     PyMem_RawFree(core->workers);
     while (core->retired != NULL) {
         worker_t *w = core->retired;
         core->retired = w->next_retired;
-        Py_XDECREF(w->thread);
-        PyMem_RawFree(w);
+        worker_free(w);
     }
     Py_XDECREF(core->wd_thread);
     Py_XDECREF(core->atexit_cb);
     Py_XDECREF(core->name);
     Py_XDECREF(core->task_timeout);
+    Py_XDECREF(core->thread_start);
     engine_event_destroy(&core->work_ev);
     engine_event_destroy(&core->res_ev);
     engine_event_destroy(&core->wd_ev);
@@ -82,7 +89,8 @@ void core_decref(pool_core *core)
     }
 }
 
-static pool_core *core_new(int nworkers, PyObject *name, double grace, PyObject *task_timeout)
+static pool_core *core_new(int nworkers, PyObject *name, double grace, PyObject *task_timeout,
+                           PyObject *thread_start)
 {
     pool_core *core = PyMem_RawCalloc(1, sizeof(pool_core));
     if (core == NULL) {
@@ -113,6 +121,7 @@ static pool_core *core_new(int nworkers, PyObject *name, double grace, PyObject 
     core->pid = getpid();
     core->name = Py_NewRef(name);
     core->task_timeout = Py_NewRef(task_timeout);
+    core->thread_start = Py_NewRef(thread_start);
     return core;
 }
 
@@ -243,12 +252,18 @@ static Py_ssize_t core_interrupt(pool_core *core, PyObject *exc_type)
         if (w == NULL) {
             continue;
         }
+        int wake = 0;
+        PyObject *drop = NULL;
         PyMutex_Lock(&w->mu);
         /* under the gate: the task cannot finish (and the next one cannot start) meanwhile */
         if (w->busy && !w->abandoned) {
-            count += PyThreadState_SetAsyncExc(w->ident, exc_type) > 0;
+            count += worker_deliver_locked(w, exc_type, &wake, &drop);
         }
         PyMutex_Unlock(&w->mu);
+        Py_XDECREF(drop);
+        if (wake) {
+            engine_event_notify(&w->wake, 1);
+        }
     }
     PyMem_RawFree(snap);
     return count;
@@ -256,6 +271,28 @@ static Py_ssize_t core_interrupt(pool_core *core, PyObject *exc_type)
 
 /* ------------------------------------------------------------------------------------------ */
 /* worker loop                                                                                 */
+
+/* The worker whose loop runs on this thread (a plain pointer: TLS holds no Python objects). */
+static ENGINE_TLS worker_t *current_worker;
+
+worker_t *pool_current_worker(void)
+{
+    return current_worker;
+}
+
+int worker_deliver_locked(worker_t *w, PyObject *exc_type, int *wake, PyObject **drop)
+{
+    if (w->in_wait) {
+        /* The waiting task raises it itself when woken: exactly once, and promptly. A later
+         * delivery (KeyboardInterrupt after a TaskTimeout) replaces one not raised yet. */
+        *drop = w->wake_exc;
+        w->wake_exc = Py_NewRef(exc_type);
+        *wake = 1;
+        return 1;
+    }
+    w->async_sent = 1;
+    return PyThreadState_SetAsyncExc(w->ident, exc_type) > 0;
+}
 
 /* Pop a ready task for worker w, waiting (detached) while there is none. NULL: exit. On
  * success *fn and *arg receive the task's callable and argument (strong references). */
@@ -332,6 +369,7 @@ static task_t *run_task(pool_core *core, worker_t *w, task_t *t, PyObject *fn, P
     w->gen++;
     w->busy = 1;
     w->delivered = 0;
+    w->async_sent = 0;
     w->timeout = timeout;
     w->deadline = timeout > 0 ? start + timeout : 0.0;
     PyMutex_Unlock(&w->mu);
@@ -350,7 +388,11 @@ static task_t *run_task(pool_core *core, worker_t *w, task_t *t, PyObject *fn, P
     w->busy = 0;
     w->deadline = 0.0;
     w->gen++;
+    w->in_wait = 0;
+    PyObject *stale = w->wake_exc; /* every wait consumes its own: normally NULL */
+    w->wake_exc = NULL;
     PyMutex_Unlock(&w->mu);
+    Py_XDECREF(stale);
     /* Nothing can be delivered to us any more; drop one that arrived too late to be raised. */
     PyThreadState_SetAsyncExc(w->ident, NULL);
     crash_slot_end(w->crash_slot);
@@ -409,6 +451,7 @@ static PyObject *worker_main(PyObject *capsule, PyObject *Py_UNUSED(ignored))
     PyMutex_Lock(&w->mu);
     w->ident = PyThread_get_thread_ident();
     PyMutex_Unlock(&w->mu);
+    current_worker = w;
     w->crash_slot = crash_slot_acquire(w->name);
 
     PyObject *fn = NULL, *arg = NULL;
@@ -427,6 +470,7 @@ static PyObject *worker_main(PyObject *capsule, PyObject *Py_UNUSED(ignored))
         arg = narg;
     }
     crash_slot_release(w->crash_slot);
+    current_worker = NULL;
 
     PyMutex_Lock(&core->mu);
     w->exited = 1;
@@ -488,8 +532,14 @@ int core_start_worker(pool_core *core, int index, int replacing)
     w->core = core;
     w->index = index;
     w->crash_slot = -1;
+    if (engine_event_init(&w->wake) != 0) {
+        PyMem_RawFree(w);
+        PyErr_NoMemory();
+        return -1;
+    }
     PyObject *name = PyUnicode_FromFormat("%U-%d", core->name, index);
     if (name == NULL) {
+        engine_event_destroy(&w->wake);
         PyMem_RawFree(w);
         return -1;
     }
@@ -497,6 +547,7 @@ int core_start_worker(pool_core *core, int index, int replacing)
     char *raw = engine_raw_utf8(name, &len);
     if (raw == NULL) {
         Py_DECREF(name);
+        engine_event_destroy(&w->wake);
         PyMem_RawFree(w);
         return -1;
     }
@@ -508,6 +559,7 @@ int core_start_worker(pool_core *core, int index, int replacing)
     if (capsule == NULL) {
         core_decref(core);
         Py_DECREF(name);
+        engine_event_destroy(&w->wake);
         PyMem_RawFree(w);
         return -1;
     }
@@ -516,6 +568,7 @@ int core_start_worker(pool_core *core, int index, int replacing)
     Py_DECREF(capsule);
     if (thread == NULL) {
         /* the capsule (and its core reference) went away with the failed Thread */
+        engine_event_destroy(&w->wake);
         PyMem_RawFree(w);
         return -1;
     }
@@ -532,8 +585,7 @@ int core_start_worker(pool_core *core, int index, int replacing)
     }
     PyMutex_Unlock(&core->mu);
 
-    PyObject *r = PyObject_CallMethod(thread, "start", NULL);
-    if (r == NULL) {
+    if (core_start_thread(core, thread) < 0) {
         PyMutex_Lock(&core->mu);
         if (!replacing) {
             core->alive--;
@@ -545,6 +597,15 @@ int core_start_worker(pool_core *core, int index, int replacing)
         PyObject *exc = PyErr_GetRaisedException();
         Py_XDECREF(thread);
         PyErr_SetRaisedException(exc);
+        return -1;
+    }
+    return 0;
+}
+
+int core_start_thread(pool_core *core, PyObject *thread)
+{
+    PyObject *r = PyObject_CallOneArg(core->thread_start, thread);
+    if (r == NULL) {
         return -1;
     }
     Py_DECREF(r);
@@ -866,7 +927,7 @@ static PyObject *pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     pool_object *self = (pool_object *)type->tp_alloc(type, 0);
     if (self != NULL) {
-        self->core = core_new(workers, name, grace, st->task_timeout_error);
+        self->core = core_new(workers, name, grace, st->task_timeout_error, st->thread_start);
         if (self->core == NULL) {
             Py_CLEAR(self);
         }

@@ -33,6 +33,13 @@ struct worker {
     double timeout;   /* the running task's timeout (guarded by mu) */
     int delivered;    /* TaskTimeout delivered to the running task (guarded by mu) */
     int abandoned;    /* declared hung; its result was published for it (guarded by mu) */
+    /* Interruptible waits (waits.c): while the task is blocked in one (in_wait), deliveries are
+     * handed over in wake_exc (strong) instead of PyThreadState_SetAsyncExc, and `wake` is
+     * notified; the wait raises them itself. Guarded by mu. */
+    int in_wait;
+    int async_sent; /* this task was sent an asynchronous exception (it may still be pending) */
+    PyObject *wake_exc;
+    engine_event wake; /* deliveries to a waiting task; releases of its WaiterLocks */
     unsigned long ident; /* thread ident, set by the worker before its first task */
     /* guarded by core->mu */
     task_t *task;     /* task being run */
@@ -80,6 +87,7 @@ struct pool_core {
     pid_t pid;              /* process that created the pool (fork detection) */
     PyObject *name;         /* thread name prefix (str) */
     PyObject *task_timeout; /* TaskTimeout class */
+    PyObject *thread_start; /* threading.Thread.start as bound when the engine was imported */
 };
 
 void core_incref(pool_core *core);
@@ -92,6 +100,18 @@ Py_ssize_t core_complete_locked(pool_core *core, task_t *t, double now);
 /* Start the worker at `index`; `replacing`: it replaces an abandoned worker whose `alive`
  * count it inherits (so the count never dips). Attached, no locks held. */
 int core_start_worker(pool_core *core, int index, int replacing);
+
+/* The pool worker running on the calling thread (NULL on any other thread). */
+worker_t *pool_current_worker(void);
+
+/* With w->mu held: raise exc_type in w's running task. A task blocked in an interruptible wait
+ * gets it through wake_exc (*wake set: notify w->wake after unlocking; *drop: a reference to
+ * release after unlocking); otherwise it is set asynchronously. Returns 1 if delivered. */
+int worker_deliver_locked(worker_t *w, PyObject *exc_type, int *wake, PyObject **drop);
+
+/* Start a Thread made by engine_start_thread with the Thread.start bound at import (a run may
+ * patch threading.Thread.start). Attached, no locks held. */
+int core_start_thread(pool_core *core, PyObject *thread);
 
 /* Create and start threading.Thread(target=<def bound to capsule>, name=name, daemon=True). */
 PyObject *engine_start_thread(PyMethodDef *def, PyObject *capsule, PyObject *name);

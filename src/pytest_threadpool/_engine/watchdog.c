@@ -58,13 +58,21 @@ done:
 static void deliver_timeout(pool_core *core, const wd_action *a)
 {
     worker_t *w = a->w;
+    int wake = 0;
+    PyObject *drop = NULL;
     PyMutex_Lock(&w->mu);
-    /* Gate: only into the very task whose deadline passed, never into the next one. */
-    if (w->busy && w->gen == a->gen && !w->delivered) {
-        PyThreadState_SetAsyncExc(w->ident, core->task_timeout);
+    /* Gate: only into the very task whose deadline passed, never into the next one (a deadline
+     * the task re-armed or cleared meanwhile bumped nothing, so check it is still due). */
+    if (w->busy && w->gen == a->gen && !w->delivered && w->deadline > 0 &&
+        engine_monotonic() >= w->deadline) {
+        (void)worker_deliver_locked(w, core->task_timeout, &wake, &drop);
         w->delivered = 1;
     }
     PyMutex_Unlock(&w->mu);
+    Py_XDECREF(drop);
+    if (wake) {
+        engine_event_notify(&w->wake, 1);
+    }
 }
 
 static void declare_hung(pool_core *core, const wd_action *a)
@@ -89,7 +97,10 @@ static void declare_hung(pool_core *core, const wd_action *a)
 
     PyMutex_Lock(&core->mu);
     PyMutex_Lock(&w->mu);
-    int hit = w->busy && w->gen == a->gen && !w->abandoned;
+    /* still the same task, still past deadline + grace (the task may have re-armed or cleared
+     * its deadline since the scan: see set_task_deadline) */
+    int hit = w->busy && w->gen == a->gen && !w->abandoned && w->delivered && w->deadline > 0 &&
+              engine_monotonic() >= w->deadline + core->grace;
     if (hit) {
         /* From here the worker will discard whatever its call returns. */
         w->abandoned = 1;
@@ -253,9 +264,9 @@ int watchdog_ensure(pool_core *core)
     PyMutex_Lock(&core->mu);
     core->wd_thread = Py_NewRef(thread);
     PyMutex_Unlock(&core->mu);
-    PyObject *r = PyObject_CallMethod(thread, "start", NULL);
+    int started = core_start_thread(core, thread);
     Py_DECREF(thread);
-    if (r == NULL) {
+    if (started < 0) {
         PyMutex_Lock(&core->mu);
         PyObject *t = core->wd_thread;
         core->wd_thread = NULL;
@@ -266,7 +277,6 @@ int watchdog_ensure(pool_core *core)
         PyErr_SetRaisedException(exc);
         return -1;
     }
-    Py_DECREF(r);
     return 0;
 
 fail:
