@@ -37,6 +37,45 @@ class TaskTimeout(BaseException):
     ``except Exception`` in a test does not swallow it). Also the ``exception`` of a hung task's
     result, with the message ``"task hung: no response {grace}s after its {timeout}s timeout"``."""
 
+# Interruptible waits (waits.c). The runner installs them for a threaded run in place of
+# time.sleep, threading._allocate_lock (the lock every Condition.wait blocks on: Event, Queue,
+# Barrier, Semaphore) and, through wait_until, Thread.join. On a pool worker running a task, a
+# TaskTimeout or interrupt() delivered to that task ends the wait at once and is raised there,
+# exactly once; on every other thread they behave like the originals.
+
+def sleep(seconds: float, /) -> None:
+    """``time.sleep`` that a timeout or interrupt of the calling pool task ends (raising it);
+    waits detached on the worker's wake event (no polling). Elsewhere, and for anything but a
+    positive finite int/float, the ``time.sleep`` bound when the engine was imported."""
+
+def allocate_waiter_lock() -> Any:
+    """``_thread.allocate_lock()``, except on a pool worker running a task: a
+    :class:`WaiterLock` whose blocking acquire a delivery to that task interrupts."""
+@final
+class WaiterLock:
+    """A lock for ``threading.Condition``'s waiters on a pool task (made only by
+    :func:`allocate_waiter_lock`): ``acquire``/``release``/``locked`` and the context manager
+    as ``_thread.lock``; its releases wake the waiting worker."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def locked(self) -> bool: ...
+    def __enter__(self) -> bool: ...
+    def __exit__(self, *args: object) -> None: ...
+
+def wait_until(step: Callable[[float], object], timeout: float | None = None, /) -> bool:
+    """Call ``step(slice)`` (``slice`` <= 0.05 s) until it returns true (True) or ``timeout``
+    seconds pass (False). On a pool task a delivery made meanwhile is raised between steps
+    (what ``Thread.join`` uses: a thread's end has no wake-up to hook)."""
+
+def in_task() -> bool:
+    """The calling thread is a pool worker running a task."""
+
+def set_task_deadline(seconds: float, /) -> bool:
+    """From a pool task: its deadline becomes now + ``seconds`` (0: none), replacing the one
+    ``submit(timeout=...)`` armed; a TaskTimeout delivered for the previous deadline and not
+    raised yet is dropped. False (nothing done) on any other thread. Used for pytest-timeout's
+    ``func_only``: the deadline covers the call phase only."""
 @final
 class TaskResult:
     """Outcome of one task, in completion order, from :meth:`Pool.next_result`. Immutable; only
@@ -78,7 +117,8 @@ class TaskResult:
         """For a hung task: its stack when it was abandoned. On the GIL build this is
         ``traceback.format_stack`` of the worker's frame from ``sys._current_frames()``. On the
         free-threaded build reading another thread's frames is unsafe, so this is a short
-        explanatory string instead. None for every other task."""
+        explanatory string instead (a task blocked in an interruptible wait is not hung: its
+        TaskTimeout traceback shows where it stopped). None for every other task."""
 
 @final
 class Pool:
@@ -178,6 +218,25 @@ class Capture:
     def closed(self) -> bool: ...
     tee: bool
     """When True, writes are recorded and also passed through to the fallback (capteesys)."""
+    route_fds: bool
+    """When True (default), fd-level writes of the threads using this capture (``os.write`` to
+    fds 1/2 through :func:`fd_write_router`) come here instead of going to the fds."""
+    separate_fds: bool
+    """When True, fd-level output (routed writes, :meth:`write_fd`) goes to buffers of its own,
+    read by :meth:`take_fd` only (``capsys`` reads ``take()`` and must not see it)."""
+    def write_fd(self, stream: int, data: bytes | bytearray | memoryview, /) -> None:
+        """Append fd-level output (e.g. what a subprocess wrote) to ``stream`` (0: stdout,
+        1: stderr): to the ``take()`` buffers, or to the ``take_fd()`` ones while
+        ``separate_fds`` is set."""
+    def take_fd(self) -> tuple[str, str]:
+        """fd-level (stdout, stderr) kept apart while ``separate_fds`` was set; clears them."""
+
+def fd_write_router(original: Callable[[int, Any], int], /) -> Callable[[int, Any], int]:
+    """A stand-in for ``os.write`` bound to ``original`` (the real one): a write to fd 1 or 2
+    from a thread whose current capture is open and routes fds goes into that capture (its
+    ``take()`` buffers, or ``take_fd()``'s while ``separate_fds`` is set) and returns the length;
+    with ``tee`` set it also reaches the fd. Any other call is passed to ``original`` unchanged
+    (its errors included)."""
 
 def set_thread_capture(capture: Capture | None, /) -> Capture | None:
     """Make ``capture`` the calling thread's current capture (None: clear); returns the previous

@@ -4,6 +4,8 @@ pytest's CaptureManager swaps ``sys.stdout``/``sys.stderr`` (and dups fds 1/2) p
 every test phase; concurrent tests would fight over that. For a threaded run we suspend pytest's
 global capture once, install one engine ``Dispatcher`` per stream, and let each phase's output
 come from the item's own ``Capture``, producing the same "Captured stdout/stderr <phase>" sections.
+With ``--capture=fd``, fds 1 and 2 point at catch-all files for the run and fd-level output is
+routed to its test where that can be known (``fd_output``); the rest is reported after the run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 
 from pytest_threadpool import _engine, pytest_compat
 from pytest_threadpool.context import current_run
+from pytest_threadpool.fd_output import AloneFds, FdRouting, uses_fd_fixture
 
 # Bound at import: used again when the run ends, after tests that may have replaced them.
 _dup2 = os.dup2
@@ -40,6 +43,10 @@ class ThreadedCapture:
         self.terminal_stderr_fd = 2
         # The terminal's stdout while fd 1 goes to the catch-all file (None: fd 1 is it).
         self.terminal_stdout_fd: int | None = None
+        # --capture=fd: fd-level output routed to its test (os.write, subprocesses), and fds 1
+        # and 2 of tests that run alone, phase by phase (see fd_output).
+        self.fd_routing: FdRouting | None = None
+        self.alone_fds: AloneFds | None = None
 
     def __enter__(self) -> ThreadedCapture:
         capman = self.capman
@@ -89,12 +96,14 @@ class ThreadedCapture:
         the files cannot be attributed to one test: it is reported once, at the end."""
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         targets = []
+        catch_all = []
         for fd, stream in ((1, old_out), (2, old_err)):
             try:
                 saved = os.dup(fd)
             except OSError:
                 return old_out, old_err
             sink = tempfile.TemporaryFile(buffering=0)
+            catch_all.append(sink.fileno())
             _flush(stream)
             os.dup2(sink.fileno(), fd)
             encoding = getattr(stream, "encoding", None) or "utf-8"
@@ -117,28 +126,48 @@ class ThreadedCapture:
                 saved_writer.close()
 
             self._restore.append(restore)
+        self._route_fd_output((catch_all[0], catch_all[1]))
         if terminal is not None:
             tw = pytest_compat.terminal_writer(terminal)
             original_file = pytest_compat.writer_file(tw)
             if original_file is old_out:
                 pytest_compat.set_writer_file(tw, targets[0])
                 self._restore.append(lambda: pytest_compat.set_writer_file(tw, original_file))
-        self._restore.insert(0, self._report_unattributed)  # undone last: fds are back by then
         return targets[0], targets[1]
 
-    def _report_unattributed(self) -> None:
-        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
-        if not self.unattributed or terminal is None:
+    def _route_fd_output(self, catch_all: tuple[int, int]) -> None:
+        """fd-level output of pool tests to their own capture where it can be known."""
+        try:
+            alone = AloneFds(catch_all)
+        except OSError:
             return
-        for fd, text in self.unattributed:
-            name = "stdout" if fd == 1 else "stderr"
+        routing = FdRouting().__enter__()
+        self.fd_routing, self.alone_fds = routing, alone
+
+        def undo() -> None:
+            routing.__exit__(None, None, None)
+            self.fd_routing = self.alone_fds = None
+            for fd, data in [*routing.close(), *alone.close()]:
+                self.unattributed.append((fd, data.decode("utf-8", "replace")))
+
+        self._restore.append(undo)
+
+    def report_unattributed(self, terminal: Any) -> None:
+        """After the run (in the terminal summary, so that the progress line is complete): the
+        fd-level output no test could be given."""
+        unattributed, self.unattributed = self.unattributed, []
+        if terminal is None:
+            return
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            text = "".join(text for where, text in unattributed if where == fd)
+            if not text:
+                continue
             terminal.write_sep(
                 "-",
                 f"threadpool: fd-level {name} not attributable to one test "
-                "(os.write, C code, subprocesses)",
+                "(C code writing to the fd, processes that outlived their test)",
             )
             terminal.write(text if text.endswith("\n") else text + "\n")
-        self.unattributed.clear()
 
     def _repoint_stream_handlers(self, replacements: dict[int, _engine.Dispatcher]) -> None:
         """logging.StreamHandlers created before the run hold the old streams: point them at
@@ -176,18 +205,50 @@ class ThreadedCapture:
     @contextmanager
     def item_capture(self, when: str, item: pytest.Item) -> Iterator[None]:
         run = current_run()
-        try:
+        if run is None or run.item is not item:
             yield
+            return
+        capture = run.capture
+        routing = self.fd_routing
+        alone = self.alone_fds if run.inline and run.capture_enabled else None
+        if routing is not None:
+            # capfd owns fds 1 and 2 while active: its test's fd-level writes must reach them.
+            capture.route_fds = not uses_fd_fixture(item)
+        if alone is not None:
+            alone.start()
+        try:
+            # pytest's capfd (only ever in a test that runs alone: it is an unsafe fixture) is
+            # started and closed around each phase, as pytest's item_capture does: closing hands
+            # unread output to the phase's fd 1, i.e. to this phase's sections.
+            if self._fixture_of(item) is not None:
+                self.capman.activate_fixture()
+            try:
+                yield
+            finally:
+                if self._fixture_of(item) is not None:
+                    self.capman.deactivate_fixture()
         finally:
-            if run is not None and run.item is item:
-                if run.capsys is not None:
-                    out, err = run.capsys.report_output()
-                else:
-                    out, err = run.capture.take()
-                run.outputs[when] = (out, err)
-                if self.enabled:
-                    item.add_report_section(when, "stdout", out)
-                    item.add_report_section(when, "stderr", err)
+            if alone is not None:
+                alone.stop(capture)
+            if routing is not None:
+                routing.sinks.phase_end(capture, last=when == "teardown")
+            if run.capsys is not None:
+                out, err = run.capsys.report_output()
+            else:
+                out, err = capture.take()
+            fd_out, fd_err = capture.take_fd()  # fd-level output kept from capsys
+            out, err = out + fd_out, err + fd_err
+            run.outputs[when] = (out, err)
+            if self.enabled:
+                item.add_report_section(when, "stdout", out)
+                item.add_report_section(when, "stderr", err)
+
+    def _fixture_of(self, item: pytest.Item) -> Any:
+        """pytest's capfd/capfdbinary fixture object when ``item`` requested it, else None."""
+        fixture = pytest_compat.capture_fixture(self.capman)
+        if fixture is None or getattr(getattr(fixture, "request", None), "node", None) is not item:
+            return None
+        return fixture
 
 
 class ThreadCaptureFixture:
@@ -252,12 +313,16 @@ def _capture_fixture(request: pytest.FixtureRequest, name: str, *, binary: bool,
     live = request.config.getoption("capture", "fd") == "no"
     fixture = ThreadCaptureFixture(run.capture, binary=binary, tee=tee, live=live)
     run.capsys = fixture
+    # fd-level output (os.write, subprocesses) is not capsys's to read: it goes to the report
+    # sections only, as pytest's fd capture takes it in a sequential run.
+    run.capture.separate_fds = True
     # A main-thread test under -s does not capture by default; capsys needs it to.
     previous = _engine.set_thread_capture(run.capture)
     try:
         yield fixture
     finally:
         _engine.set_thread_capture(previous)
+        run.capture.separate_fds = False
         run.capsys = None
         fixture.close()
 

@@ -209,6 +209,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     threaded = config.stash.get(SESSION_KEY, None)
     if threaded is None:
         return
+    if threaded.capture is not None:  # here, not at the run's end: the progress line is done
+        threaded.capture.report_unattributed(terminalreporter)
     if threaded.interrupted:
         terminalreporter.write_sep("=", "threadpool: tests running when the session was aborted")
         for nodeid in threaded.interrupted:

@@ -177,6 +177,11 @@ def global_capture(capman: Any) -> Any:
     return getattr(capman, "_global_capturing", None)
 
 
+def capture_fixture(capman: Any) -> Any:
+    """The capfd/capsys fixture object the CaptureManager activates around each phase."""
+    return getattr(capman, "_capture_fixture", None)
+
+
 def terminal_writer(terminal: Any) -> Any:
     """The TerminalReporter's TerminalWriter (None if there is no reporter)."""
     return getattr(terminal, "_tw", None)

@@ -91,12 +91,11 @@ int capture_write_str(capture_object *c, int stream, PyObject *str)
     return 0;
 }
 
-int capture_write_bytes(capture_object *c, int stream, const char *data, size_t n)
+static int append_bytes(capture_object *c, byte_buf *b, const char *data, size_t n)
 {
     if (n == 0) {
         return 0;
     }
-    byte_buf *b = &c->buf[stream];
     PyMutex_Lock(&c->mu);
     if (buf_reserve(b, n) < 0) {
         PyMutex_Unlock(&c->mu);
@@ -107,6 +106,19 @@ int capture_write_bytes(capture_object *c, int stream, const char *data, size_t 
     b->len += n;
     PyMutex_Unlock(&c->mu);
     return 0;
+}
+
+int capture_write_bytes(capture_object *c, int stream, const char *data, size_t n)
+{
+    return append_bytes(c, &c->buf[stream], data, n);
+}
+
+int capture_write_fd(capture_object *c, int stream, const char *data, size_t n)
+{
+    /* the flag is read outside the mutex: a write racing with the fixture that flips it may
+     * land on either side, as it would race with the fixture's start or end anyway */
+    int separate = atomic_load_explicit(&c->separate_fds, memory_order_relaxed);
+    return append_bytes(c, separate ? &c->fdbuf[stream] : &c->buf[stream], data, n);
 }
 
 /* ---- Capture type ---- */
@@ -123,6 +135,8 @@ static PyObject *capture_new(PyTypeObject *type, PyObject *args, PyObject *kwarg
     if (c != NULL) {
         atomic_init(&c->closed, 0);
         atomic_init(&c->tee, 0);
+        atomic_init(&c->route_fds, 1);
+        atomic_init(&c->separate_fds, 0);
     }
     return (PyObject *)c;
 }
@@ -132,6 +146,8 @@ static void capture_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     PyMem_RawFree(CAP(op)->buf[0].data);
     PyMem_RawFree(CAP(op)->buf[1].data);
+    PyMem_RawFree(CAP(op)->fdbuf[0].data);
+    PyMem_RawFree(CAP(op)->fdbuf[1].data);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -157,16 +173,50 @@ static PyObject *decode_pair(byte_buf *bufs, int owned)
     return pair;
 }
 
-static PyObject *capture_take(PyObject *op, PyObject *Py_UNUSED(ignored))
+static PyObject *take_pair(capture_object *c, byte_buf *bufs)
 {
-    capture_object *c = CAP(op);
     byte_buf taken[2];
     PyMutex_Lock(&c->mu);
-    taken[0] = c->buf[0];
-    taken[1] = c->buf[1];
-    memset(c->buf, 0, sizeof(c->buf));
+    taken[0] = bufs[0];
+    taken[1] = bufs[1];
+    memset(bufs, 0, 2 * sizeof(byte_buf));
     PyMutex_Unlock(&c->mu);
     return decode_pair(taken, 1);
+}
+
+static PyObject *capture_take(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return take_pair(CAP(op), CAP(op)->buf);
+}
+
+static PyObject *capture_take_fd(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return take_pair(CAP(op), CAP(op)->fdbuf);
+}
+
+static PyObject *capture_write_fd_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        return PyErr_Format(PyExc_TypeError, "write_fd() takes 2 arguments (%zd given)", nargs);
+    }
+    int stream = PyLong_AsInt(args[0]);
+    if (stream == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (stream != 0 && stream != 1) {
+        PyErr_SetString(PyExc_ValueError, "stream must be 0 (stdout) or 1 (stderr)");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int rc = capture_write_fd(CAP(op), stream, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (rc < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *capture_peek(PyObject *op, PyObject *Py_UNUSED(ignored))
@@ -228,6 +278,49 @@ static int capture_set_tee(PyObject *op, PyObject *value, void *closure)
     return 0;
 }
 
+static PyObject *get_flag(atomic_int *flag)
+{
+    return PyBool_FromLong(atomic_load(flag));
+}
+
+static int set_flag(atomic_int *flag, PyObject *value, const char *name)
+{
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s", name);
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) {
+        return -1;
+    }
+    atomic_store(flag, v);
+    return 0;
+}
+
+static PyObject *capture_get_route_fds(PyObject *op, void *closure)
+{
+    (void)closure;
+    return get_flag(&CAP(op)->route_fds);
+}
+
+static int capture_set_route_fds(PyObject *op, PyObject *value, void *closure)
+{
+    (void)closure;
+    return set_flag(&CAP(op)->route_fds, value, "route_fds");
+}
+
+static PyObject *capture_get_separate_fds(PyObject *op, void *closure)
+{
+    (void)closure;
+    return get_flag(&CAP(op)->separate_fds);
+}
+
+static int capture_set_separate_fds(PyObject *op, PyObject *value, void *closure)
+{
+    (void)closure;
+    return set_flag(&CAP(op)->separate_fds, value, "separate_fds");
+}
+
 static PyObject *capture_repr(PyObject *op)
 {
     capture_object *c = CAP(op);
@@ -244,6 +337,12 @@ static PyMethodDef capture_methods[] = {
      "take() -> tuple[str, str]\n\n(stdout, stderr) since the last take; clears the buffers."},
     {"peek", capture_peek, METH_NOARGS,
      "peek() -> tuple[str, str]\n\n(stdout, stderr) since the last take, without clearing."},
+    {"take_fd", capture_take_fd, METH_NOARGS,
+     "take_fd() -> tuple[str, str]\n\n"
+     "fd-level (stdout, stderr) written while separate_fds was set; clears them."},
+    {"write_fd", (PyCFunction)(void (*)(void))capture_write_fd_method, METH_FASTCALL,
+     "write_fd(stream: int, data: bytes-like, /) -> None\n\n"
+     "Append fd-level output (a subprocess's): like os.write routed here."},
     {"close", capture_close, METH_NOARGS,
      "close() -> None\n\nLater writes pass through to the dispatcher's fallback."},
     {NULL, NULL, 0, NULL},
@@ -253,6 +352,11 @@ static PyGetSetDef capture_getset[] = {
     {"closed", capture_get_closed, NULL, "True after close().", NULL},
     {"tee", capture_get_tee, capture_set_tee,
      "When True, writes are recorded and also passed through to the fallback.", NULL},
+    {"route_fds", capture_get_route_fds, capture_set_route_fds,
+     "When True (default), fd-level writes of the threads using it (os.write to fds 1 and 2\n"
+     "through the engine's router) come here instead of the fds.", NULL},
+    {"separate_fds", capture_get_separate_fds, capture_set_separate_fds,
+     "When True, fd-level output goes to buffers of its own (take_fd), not take()'s.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -671,6 +671,72 @@ static PyType_Spec view_spec = {
     .slots = view_slots,
 };
 
+/* ---- os.write stand-in ----
+ *
+ * fd_write_router(original) returns a builtin `write(fd, data, /)` bound to `original` (the real
+ * os.write). A write to fd 1 or 2 from a thread whose capture is open and routes fds goes into
+ * that capture (the test's report sections), as pytest's fd capture would take it in a sequential
+ * run; everything else (other fds, threads without a capture, odd arguments, whose errors the
+ * original raises) is passed to `original` unchanged. The hot path is a thread-local read, two
+ * flag reads and an append under the capture's mutex. */
+
+static PyObject *fd_write(PyObject *original, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 2 && PyLong_CheckExact(args[0])) {
+        capture_object *c = capture_active();
+        if (c != NULL && capture_routes_fds(c)) {
+            int overflow;
+            long fd = PyLong_AsLongAndOverflow(args[0], &overflow);
+            Py_buffer view;
+            if ((fd == 1 || fd == 2) && PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) == 0) {
+                Py_ssize_t n = view.len;
+                int rc = capture_write_fd(c, (int)fd - 1, view.buf, (size_t)view.len);
+                PyBuffer_Release(&view);
+                if (rc < 0) {
+                    return NULL;
+                }
+                if (!capture_tee(c)) {
+                    return PyLong_FromSsize_t(n);
+                }
+                /* tee: the fd gets it too (below) */
+            }
+            else if (PyErr_Occurred()) {
+                PyErr_Clear(); /* not bytes-like: the original raises its own TypeError */
+            }
+        }
+    }
+    return PyObject_Vectorcall(original, args, (size_t)nargs, NULL);
+}
+
+static PyMethodDef fd_write_def = {
+    "write", (PyCFunction)(void (*)(void))fd_write, METH_FASTCALL,
+    "write(fd, data, /) -> int\n\n"
+    "os.write, except that fds 1 and 2 written from a thread whose capture routes fds go to\n"
+    "that capture (pytest-threadpool's fd-level capture of pool tests).",
+};
+
+static PyObject *fd_write_router(PyObject *module, PyObject *original)
+{
+    if (!PyCallable_Check(original)) {
+        return PyErr_Format(PyExc_TypeError, "expected the callable os.write, not %.100s",
+                            Py_TYPE(original)->tp_name);
+    }
+    PyObject *name = PyModule_GetNameObject(module);
+    if (name == NULL) {
+        return NULL;
+    }
+    PyObject *router = PyCFunction_NewEx(&fd_write_def, original, name);
+    Py_DECREF(name);
+    return router;
+}
+
+static PyMethodDef dispatcher_functions[] = {
+    {"fd_write_router", fd_write_router, METH_O,
+     "fd_write_router(original, /) -> Callable[[int, bytes], int]\n\n"
+     "A stand-in for os.write that routes fds 1 and 2 of capturing threads (see Capture)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static int register_abc(const char *abc, PyObject *type)
 {
     PyObject *io = PyImport_ImportModule("io");
@@ -701,5 +767,5 @@ int dispatcher_exec(PyObject *module, engine_state *st)
         register_abc("BufferedIOBase", st->binary_view_type) < 0) {
         return -1;
     }
-    return 0;
+    return PyModule_AddFunctions(module, dispatcher_functions);
 }
