@@ -99,6 +99,16 @@ _SCANNED_CALLS = (
     _TIME_MACHINE_CALLS,
     _SIGNAL_CALLS,
 )
+# Plugin fixtures that request an unsafe fixture but use it only when the test uses another
+# fixture: (fixture name, module defining it) -> that fixture. Without it they are trusted as
+# if listed in threadpool_safe_fixtures; a fixture of the same name defined elsewhere (a user's
+# conftest, an override) is judged as usual.
+_CONDITIONALLY_UNSAFE: dict[tuple[str, str], str] = {
+    # pytest-flask's autouse fixtures, in every session it is installed in: they request
+    # monkeypatch, and return at once unless the test uses its ``app`` fixture.
+    ("_monkeypatch_response_class", "pytest_flask.plugin"): "app",
+    ("_configure_application", "pytest_flask.plugin"): "app",
+}
 # Fixtures of these modules are judged by name only (threadpool_unsafe_fixtures): pytest's own,
 # and ours.
 _UNSCANNED_MODULES = ("_pytest.", "pytest_threadpool.")
@@ -358,8 +368,8 @@ class Planner:
     def _find_fixture_reasons(
         self, closure: Sequence[str], info: Any, implied: frozenset[str]
     ) -> tuple[str | None, str | None]:
-        safe = self.safe_fixtures
         name2defs = info.name2fixturedefs if info is not None else {}
+        safe = self.safe_fixtures | _idle_plugin_fixtures(closure, name2defs)
         unsafe = self.unsafe_fixtures.intersection(closure) | self.unsafe_fixtures.intersection(
             implied
         )
@@ -588,6 +598,25 @@ class _SharedEventLoops:
             default = fixturedef.scope
         scope = getattr(function, "_loop_scope", None) or default or fixturedef.scope
         return None if scope == "function" else scope
+
+
+def _idle_plugin_fixtures(
+    closure: Sequence[str], name2defs: dict[str, Sequence[Any]]
+) -> frozenset[str]:
+    """The fixtures of _CONDITIONALLY_UNSAFE in ``closure`` that do nothing unsafe for this
+    test: every definition a request for them runs is the plugin's, and the test does not use
+    the fixture that makes them act."""
+    idle = set()
+    for (name, module), trigger in _CONDITIONALLY_UNSAFE.items():
+        if name not in closure or trigger in closure:
+            continue
+        defs = list(_used_defs(name, name2defs.get(name) or ()))
+        if defs and all(
+            getattr(getattr(fixturedef, "func", None), "__module__", None) == module
+            for fixturedef in defs
+        ):
+            idle.add(name)
+    return frozenset(idle)
 
 
 def _implied_fixtures(marker_names: Iterable[str]) -> frozenset[str]:

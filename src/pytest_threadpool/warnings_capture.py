@@ -5,50 +5,159 @@ process-wide state. For a threaded run we set the session's filters once and rou
 warning to the test the raising thread works for; the main thread then fires
 ``pytest_warning_recorded`` for it, so the warnings summary reads as in a sequential run. Tests
 that change filters themselves (``filterwarnings`` marks, ``recwarn``, ``pytest.warns``) run alone
-and use pytest's own mechanism.
+and use pytest's own mechanism; ``catch_warnings()`` blocks that only add "ignore" filters, which
+libraries and pytest enter on the test's thread, keep those filters to that thread.
 """
 
 from __future__ import annotations
 
+import _thread
+import re
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 
 from pytest_threadpool.context import current_run
-from pytest_threadpool.pytest_compat import WARNING_SILENCING_FUNCTIONS, pytest_warnings
+from pytest_threadpool.pytest_compat import pytest_warnings
 
-_quiet = threading.local()
-
-
-class _QuietMeta(type):
-    def __subclasscheck__(cls, subclass: type) -> bool:
-        # The C warnings machinery asks this for every warning it filters (PyObject_IsSubclass
-        # on each filter's category): the answer depends on the calling thread.
-        return getattr(_quiet, "depth", 0) > 0
-
-
-class _QuietThread(Warning, metaclass=_QuietMeta):
-    """Category of a filter that matches any warning raised on a thread inside quiet_thread()."""
+_local = threading.local()  # per thread: its token, and the catch_warnings blocks it is in
+# Our own writers of warnings.filters (3.14 has a lock of its own, which warnings' functions
+# take as well).
+_filters_lock: Any = getattr(warnings, "_lock", None) or _thread.allocate_lock()
+# What the session's filters end with when the default action would show a warning once per
+# place: every warning a test raises is seen (see routed_warnings).
+_CATCH_ALL = ("always", None, Warning, None, 0)
 
 
-QUIET_THREAD_FILTER = ("ignore", None, _QuietThread, None, 0)
+def _thread_token() -> object:
+    token = getattr(_local, "token", None)
+    if token is None:
+        token = _local.token = object()  # unlike a thread id, never reused by a later thread
+    return token
 
 
-@contextmanager
-def quiet_thread() -> Iterator[None]:
-    """Ignore the calling thread's warnings, leaving the process-wide filters alone: what
-    ``catch_warnings()`` + ``simplefilter("ignore")`` do in a sequential run. Filter changes
-    made meanwhile on this thread are dropped, as that block's exit would drop them."""
-    _quiet.depth = getattr(_quiet, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _quiet.depth -= 1
+class _OnThread:
+    """The category of an "ignore" filter added inside a ``catch_warnings()`` block on a pool
+    thread: it matches warnings of ``category`` raised on that thread while the block is open,
+    and nothing else. The warnings machinery asks ``issubclass(warning_category, filter
+    category)``, which ``__subclasscheck__`` answers for instances too."""
+
+    __slots__ = ("category", "is_open", "owner")
+
+    def __init__(self, category: type[Warning], owner: object) -> None:
+        self.category = category
+        self.owner = owner
+        self.is_open = True
+
+    def __subclasscheck__(self, subclass: type) -> bool:
+        return (
+            self.is_open
+            and getattr(_local, "token", None) is self.owner
+            and issubclass(subclass, self.category)
+        )
+
+    def __repr__(self) -> str:
+        return f"<{self.category.__name__} on one thread>"
+
+
+def _scoped(entry: object) -> bool:
+    return isinstance(entry, tuple) and len(entry) == 5 and isinstance(entry[2], _OnThread)
+
+
+def _publish(change: Callable[[list], list]) -> None:
+    """Replace warnings.filters by ``change(its entries less closed blocks' ones)``. A new list
+    each time (never edited in place): the C warnings code of another thread may be iterating
+    over the current one."""
+    with _filters_lock:
+        current = [e for e in warnings.filters if not (_scoped(e) and not e[2].is_open)]
+        warnings.filters = change(current)
+        warnings._filters_mutated()  # type: ignore[attr-defined]
+
+
+class _ThreadBlock:
+    """A ``catch_warnings()`` block entered on a pool thread. Its "ignore" filters apply to
+    that thread only (_OnThread entries, removed at its exit), so concurrent tests keep theirs.
+    On its first other filter change (a filter other than "ignore", ``resetwarnings``) it
+    becomes the real ``catch_warnings`` block from there on: process-wide, as before."""
+
+    def __init__(self, real_catch: type) -> None:
+        self.token = _thread_token()
+        self.added: list[tuple] = []
+        self.real: Any = None
+        self._real_catch = real_catch
+        self.snapshot = [e for e in warnings.filters if not _scoped(e)]
+        self.showwarning = warnings.showwarning
+
+    def ignore(
+        self, message: Any, category: type[Warning], module: Any, lineno: int, append: bool
+    ) -> None:
+        entry = ("ignore", message, _OnThread(category, self.token), module, lineno)
+        self.added.append(entry)
+
+        def add(filters: list) -> list:
+            if not append:
+                return [entry, *filters]
+            if filters and filters[-1] is _CATCH_ALL:  # before it, or it would never match
+                return [*filters[:-1], entry, _CATCH_ALL]
+            return [*filters, entry]
+
+        _publish(add)
+
+    def make_real(self) -> None:
+        if self.real is None:
+            self.real = self._real_catch()
+            self.real.__enter__()
+
+    def close(self, exc_info: tuple[Any, Any, Any]) -> None:
+        if self.real is not None:
+            self.real.__exit__(*exc_info)
+        for entry in self.added:
+            entry[2].is_open = False
+        snapshot = self.snapshot
+
+        def restore(filters: list) -> list:
+            plain = [e for e in filters if not _scoped(e)]
+            if len(plain) == len(snapshot) and all(
+                a is b for a, b in zip(plain, snapshot, strict=True)
+            ):
+                return filters
+            # warnings.filters was edited in place inside the block: put back what the block
+            # found, as catch_warnings' exit would.
+            return [*(e for e in filters if _scoped(e)), *snapshot]
+
+        _publish(restore)
+        if warnings.showwarning is not self.showwarning:
+            warnings.showwarning = self.showwarning
+
+
+def _blocks() -> list[object]:
+    """The calling thread's open catch_warnings blocks, innermost last: a _ThreadBlock, or the
+    real catch_warnings object of a block entered the usual way."""
+    blocks = getattr(_local, "blocks", None)
+    if blocks is None:
+        blocks = _local.blocks = []
+    return blocks
+
+
+def _innermost_block() -> _ThreadBlock | None:
+    blocks = getattr(_local, "blocks", None)
+    if not blocks:
+        return None
+    block = blocks[-1]
+    return block if isinstance(block, _ThreadBlock) and block.real is None else None
+
+
+def _leave(block: object) -> None:
+    blocks = _blocks()
+    for index in range(len(blocks) - 1, -1, -1):
+        if blocks[index] is block:
+            del blocks[index]
+            return
 
 
 def _on_pool_thread() -> bool:
@@ -56,52 +165,152 @@ def _on_pool_thread() -> bool:
     return run is not None and not run.inline
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and value >= 0
+
+
+def _warning_class(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, Warning)
+
+
 @contextmanager
-def _thread_aware_silencing() -> Iterator[None]:
-    """pytest silences warnings with ``catch_warnings()`` + ``simplefilter("ignore")`` on the
-    test's thread in two places: parsing source for a failure's display, and importorskip.
-    Before 3.14 that swaps process-wide filters: on a worker it silenced every concurrent test,
-    and two workers leaving such blocks in the wrong order left "ignore" installed for the rest
-    of the session (later ``-W error`` failures were lost). On a pool thread those two blocks
-    become quiet_thread(); everywhere else catch_warnings is unchanged."""
+def _thread_aware_blocks() -> Iterator[None]:
+    """Before 3.14 (or without context-aware warnings) ``catch_warnings()`` swaps process-wide
+    filters: on a pool thread it changed the filters of every concurrent test (pytest-asyncio
+    silences DeprecationWarning around its event-loop calls on every async test's thread, pytest
+    does for importorskip and a failure's source), and two threads leaving such blocks in the
+    wrong order left the first one's filters installed for the rest of the session. On a pool
+    thread, a ``catch_warnings()`` block (no ``record``/``module``, ``action`` none or "ignore")
+    now keeps its "ignore" filters to its thread (see _ThreadBlock); everywhere else, and for
+    any other block, catch_warnings is unchanged."""
     if getattr(sys.flags, "context_aware_warnings", False):
         yield  # 3.14+: catch_warnings is private to the thread's context already
         return
-    silencing_code = {function.__code__ for function in WARNING_SILENCING_FUNCTIONS}
     original_catch = warnings.catch_warnings
     original_simplefilter = warnings.simplefilter
     original_filterwarnings = warnings.filterwarnings
+    original_resetwarnings = warnings.resetwarnings
 
     class catch_warnings(original_catch):  # type: ignore[valid-type,misc]
         __doc__ = original_catch.__doc__
 
-        def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            action = kwargs.get("action")
+            self._threadpool_scoped = (
+                not kwargs.get("record")
+                and kwargs.get("module") in (None, warnings)
+                and (
+                    action is None
+                    or (
+                        action == "ignore"
+                        and _warning_class(kwargs.get("category", Warning))
+                        and _positive_int(kwargs.get("lineno", 0))
+                    )
+                )
+            )
+            self._threadpool_filter = (
+                (
+                    kwargs.get("category", Warning),
+                    kwargs.get("lineno", 0),
+                    kwargs.get("append", False),
+                )
+                if action is not None
+                else None
+            )
+            self._threadpool_block: _ThreadBlock | None = None
+
+        def __enter__(self) -> Any:
+            if self._threadpool_scoped and _on_pool_thread():
+                if self._entered:
+                    raise RuntimeError(f"Cannot enter {self!r} twice")
+                self._entered = True
+                block = self._threadpool_block = _ThreadBlock(original_catch)
+                _blocks().append(block)
+                if self._threadpool_filter is not None:
+                    category, lineno, append = self._threadpool_filter
+                    block.ignore(None, category, None, lineno, bool(append))
+                return None
+            _blocks().append(self)
+            try:
+                return super().__enter__()
+            except BaseException:
+                _leave(self)
+                raise
+
+        def __exit__(self, *exc_info: Any) -> None:
+            block = self._threadpool_block
+            if block is None:
+                try:
+                    super().__exit__(*exc_info)
+                finally:
+                    _leave(self)
+                return
+            self._threadpool_block = None
+            try:
+                block.close(exc_info)
+            finally:
+                _leave(block)
+
+    def simplefilter(
+        action: str, category: type[Warning] = Warning, lineno: int = 0, append: bool = False
+    ) -> None:
+        block = _innermost_block()
+        if block is not None:
+            if action == "ignore" and _warning_class(category) and _positive_int(lineno):
+                block.ignore(None, category, None, lineno, bool(append))
+                return
+            block.make_real()
+        original_simplefilter(action, category, lineno, append)
+
+    def filterwarnings(
+        action: str,
+        message: str = "",
+        category: type[Warning] = Warning,
+        module: str = "",
+        lineno: int = 0,
+        append: bool = False,
+    ) -> None:
+        block = _innermost_block()
+        if block is not None:
             if (
-                not args
-                and not kwargs
-                and sys._getframe(1).f_code in silencing_code
-                and _on_pool_thread()
+                action == "ignore"
+                and isinstance(message, str)
+                and isinstance(module, str)
+                and _warning_class(category)
+                and _positive_int(lineno)
             ):
-                return quiet_thread()  # not an instance: __init__ is skipped
-            return super().__new__(cls)
+                block.ignore(
+                    re.compile(message, re.I) if message else None,
+                    category,
+                    re.compile(module) if module else None,
+                    lineno,
+                    bool(append),
+                )
+                return
+            block.make_real()
+        original_filterwarnings(action, message, category, module, lineno, append)
 
-    def simplefilter(*args: Any, **kwargs: Any) -> None:
-        if getattr(_quiet, "depth", 0) == 0:
-            original_simplefilter(*args, **kwargs)
+    def resetwarnings() -> None:
+        block = _innermost_block()
+        if block is not None:
+            block.make_real()
+        original_resetwarnings()
 
-    def filterwarnings(*args: Any, **kwargs: Any) -> None:
-        if getattr(_quiet, "depth", 0) == 0:
-            original_filterwarnings(*args, **kwargs)
-
+    simplefilter.__doc__ = original_simplefilter.__doc__
+    filterwarnings.__doc__ = original_filterwarnings.__doc__
+    resetwarnings.__doc__ = original_resetwarnings.__doc__
     warnings.catch_warnings = catch_warnings  # type: ignore[misc]
     warnings.simplefilter = simplefilter  # type: ignore[assignment]
     warnings.filterwarnings = filterwarnings  # type: ignore[assignment]
+    warnings.resetwarnings = resetwarnings  # type: ignore[assignment]
     try:
         yield
     finally:
         warnings.catch_warnings = original_catch  # type: ignore[misc]
         warnings.simplefilter = original_simplefilter
         warnings.filterwarnings = original_filterwarnings
+        warnings.resetwarnings = original_resetwarnings
 
 
 @contextmanager
@@ -139,11 +348,10 @@ def routed_warnings(config: pytest.Config) -> Iterator[None]:
         # actions become "always" and each test de-duplicates its own records as they would.
         configured = state["configured"] = list(warnings.filters)
         warnings.filters[:] = [
-            QUIET_THREAD_FILTER,
-            *(("always", *e[1:]) if e[0] in _DEDUPLICATED else e for e in configured),
+            ("always", *e[1:]) if e[0] in _DEDUPLICATED else e for e in configured
         ]
         if warnings.defaultaction in _DEDUPLICATED:  # what no filter matches
-            warnings.filters.append(("always", None, Warning, None, 0))
+            warnings.filters.append(_CATCH_ALL)
         warnings._filters_mutated()  # type: ignore[attr-defined]
 
         def show(message: warnings.WarningMessage) -> None:
@@ -161,13 +369,23 @@ def routed_warnings(config: pytest.Config) -> Iterator[None]:
         warnings._showwarnmsg_impl = show  # type: ignore[attr-defined]
         pytest_warnings.catch_warnings_for_item = catch_warnings_for_item  # type: ignore[assignment]
         try:
-            with _thread_aware_silencing():
+            with _thread_aware_blocks():
                 yield
         finally:
             pytest_warnings.catch_warnings_for_item = original_item_cm
 
 
 _DEDUPLICATED = {"default", "module", "once"}
+
+
+def _matches(pattern: Any, text: str) -> bool:
+    """A filter's message or module pattern, matched as the warnings machinery does: None
+    matches anything, a plain string (Python's default filters have "__main__") exactly."""
+    if pattern is None:
+        return True
+    if isinstance(pattern, str):
+        return pattern == text
+    return pattern.match(text) is not None
 
 
 def _dedup_key(filters: list, message: warnings.WarningMessage) -> tuple | None:
@@ -181,9 +399,9 @@ def _dedup_key(filters: list, message: warnings.WarningMessage) -> tuple | None:
     for entry in filters:
         kind, pattern, entry_category, module_pattern, lineno = entry
         if (
-            (pattern is None or pattern.match(text))
+            _matches(pattern, text)
             and issubclass(category, entry_category)
-            and (module_pattern is None or module_pattern.match(module))
+            and _matches(module_pattern, module)
             and (lineno == 0 or message.lineno == lineno)
         ):
             action = kind

@@ -162,7 +162,7 @@ def test_neighbour():
     assert overlap["test_patcher"] == 1
     result.stdout.fnmatch_lines(
         [
-            f"3 {ALONE}: 2 fixture patched_env uses mock.patch (patches are process-wide); "
+            f"*3 {ALONE}: 2 fixture patched_env uses mock.patch (patches are process-wide); "
             "1 fixture patcher uses mock.patch (patches are process-wide)",
             "*test_service_a (fixture patched_env uses mock.patch*",
         ]
@@ -225,7 +225,7 @@ def test_n2():
     assert overlap["test_fixture"] == overlap["test_override"] == overlap["test_decorator"] == 1
     result.stdout.fnmatch_lines(
         [
-            f"3 {ALONE}: 1 fixture clock uses freezegun (process-wide patch); "
+            f"*3 {ALONE}: 1 fixture clock uses freezegun (process-wide patch); "
             "1 fixture frozen_clock uses freezegun (process-wide patch); "
             "1 uses freezegun (process-wide patch)",
         ]
@@ -311,7 +311,7 @@ def test_n2():
     assert {name: overlap[name] for name in alone} == dict.fromkeys(alone, 1)
     result.stdout.fnmatch_lines(
         [
-            f"5 {ALONE}: 1 uses freezer; 1 uses time-machine (process-wide patch); "
+            f"*5 {ALONE}: 1 uses freezer; 1 uses time-machine (process-wide patch); "
             "2 uses time_machine; 1 uses time_machine (via epoch)",
         ]
     )
@@ -340,7 +340,7 @@ def test_n2():
     assert outcomes(result) == outcomes(sequential) == {"passed": 3}
     assert peak == 2
     assert overlap["test_bench"] == 1
-    result.stdout.fnmatch_lines([f"1 {ALONE}: 1 uses benchmark"])
+    result.stdout.fnmatch_lines([f"*1 {ALONE}: 1 uses benchmark"])
 
 
 def test_safe_fixtures_vouch_for_what_they_request_and_call(
@@ -400,7 +400,7 @@ def test_settings_and_env(settings, env):
     assert outcomes(result) == outcomes(sequential) == {"passed": 4}
     assert peak == 2
     assert overlap["test_settings_and_monkeypatch"] == overlap["test_settings_and_env"] == 1
-    result.stdout.fnmatch_lines([f"2 {ALONE}: 1 uses monkeypatch; 1 uses monkeypatch (via env)"])
+    result.stdout.fnmatch_lines([f"*2 {ALONE}: 1 uses monkeypatch; 1 uses monkeypatch (via env)"])
 
 
 FLASK_APP = """
@@ -451,7 +451,10 @@ def test_pytest_flask_suite_runs_in_parallel_once_its_fixtures_are_declared_safe
     assert outcomes(alone) == outcomes(sequential) == {"passed": 3}
     assert alone_peak == 1
     alone.stdout.fnmatch_lines(
-        [f"3 {ALONE}: 3 uses monkeypatch (via _configure_application, _monkeypatch_response_class)"]
+        [
+            f"*3 {ALONE}: 3 uses monkeypatch "
+            "(via _configure_application, _monkeypatch_response_class)"
+        ]
     )
     pytester.makeini(
         """
@@ -465,6 +468,69 @@ def test_pytest_flask_suite_runs_in_parallel_once_its_fixtures_are_declared_safe
     assert outcomes(pooled) == {"passed": 3}
     assert peak == 3  # all three met
     pooled.stdout.no_fnmatch_line(f"*{ALONE}*")
+
+
+FLASK_MIXED_TESTS = """
+import pytest, probe
+pytestmark = pytest.mark.parallelizable("children")
+
+def test_plain_a():
+    probe.meet()
+
+def test_plain_b():
+    probe.meet()
+
+def test_with_app(app):
+    assert app.name
+
+def test_with_client(client):  # client requests app
+    assert client.get("/ping").json == {"ping": "pong"}
+"""
+
+FLASK_OVERRIDE_CONFTEST = """
+import pytest
+
+@pytest.fixture
+def _configure_application(monkeypatch):  # ours, not pytest-flask's: judged as usual
+    monkeypatch.setenv("TP_CONFIGURED", "1")
+"""
+
+FLASK_OVERRIDE_TESTS = """
+import pytest
+pytestmark = pytest.mark.parallelizable("children")
+
+def test_overridden():
+    pass
+"""
+
+
+def test_pytest_flask_fixtures_make_only_tests_using_app_run_alone(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """pytest-flask's autouse fixtures request monkeypatch but use it only for tests that use
+    its ``app`` fixture: with pytest-flask loaded and no ini setting, the other tests run in
+    the pool; tests using ``app`` (themselves or through ``client``) run alone, and so does a
+    test reaching a user's fixture of the same name that requests monkeypatch."""
+    pytest.importorskip("pytest_flask")
+    suite(pytester, FLASK_APP, test_mixed=FLASK_MIXED_TESTS)
+    pytester.mkdir("sub")
+    (pytester.path / "sub" / "conftest.py").write_text(FLASK_OVERRIDE_CONFTEST)
+    (pytester.path / "sub" / "test_override.py").write_text(FLASK_OVERRIDE_TESTS)
+    sequential, _, _ = run(pytester, monkeypatch, "-p", "flask")
+    result, peak, overlap = run(
+        pytester, monkeypatch, "-p", "flask", "--threadpool", "3", "-v", meet=2
+    )
+    assert outcomes(result) == outcomes(sequential) == {"passed": 5}
+    assert peak == 2  # the two plain tests met
+    assert overlap["test_plain_a"] == overlap["test_plain_b"] == 2
+    assert overlap["test_with_app"] == overlap["test_with_client"] == 1
+    assert overlap["test_overridden"] == 1
+    result.stdout.fnmatch_lines(
+        [
+            f"*3 {ALONE}: 1 uses monkeypatch (via _configure_application); "
+            "2 uses monkeypatch (via _configure_application, _monkeypatch_response_class)"
+        ]
+    )
 
 
 STEPWISE_TESTS = """
