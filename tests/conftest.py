@@ -31,8 +31,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # warning passes its own, later, -W).
 DEPRECATIONS_AS_ERRORS = ("-W", "error::pytest.PytestDeprecationWarning")
 # Plugins installed in the dev venvs for the tests that exercise them, disabled elsewhere:
-# pytest-flask's autouse fixture requests monkeypatch, which would make every test run alone;
-# pytest-asyncio and pytest-timeout add header lines and settings of their own to every run.
+# pytest-flask, pytest-asyncio and pytest-timeout add fixtures, header lines and settings of
+# their own to every run.
 # A test that needs one passes "-p <name>" (a later -p unblocks it).
 OPT_IN_PLUGINS = ("-p", "no:flask", "-p", "no:asyncio", "-p", "no:timeout")
 
