@@ -332,6 +332,9 @@ def set_crash_label(label: str | None, /) -> None:
     """Label reported for the calling thread on a crash (None: idle). Workers set theirs to the
     running task's label automatically. Labels are truncated to 255 bytes."""
 
+def set_crash_preamble(data: bytes, /) -> None:
+    """Bytes (at most 32) written before a crash report (b'': none)."""
+
 def crash_labels() -> list[tuple[str, str]]:
     """``(thread name, label)`` of every busy slot, as the crash handler would print them."""
 

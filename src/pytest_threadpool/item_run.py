@@ -47,3 +47,5 @@ class ItemRun:
     state_before: tuple[Any, ...] | None = None
     state_after: tuple[Any, ...] | None = None
     ready_at: float = 0.0  # when it finished and waited to be reported (engine clock)
+    started_at: float = 0.0  # when its worker started it (engine clock; 0: not yet)
+    slow_at: float = 0.0  # running time of its next SLOW line (0: the first threshold)

@@ -51,6 +51,33 @@ def parse_timeout(value: str) -> float:
     return seconds
 
 
+OUTPUT_CHOICES = ("auto", "live", "classic")
+DEFAULT_SLOW = 30.0
+
+
+def parse_output(value: str) -> str:
+    text = str(value).strip().lower()
+    if text not in OUTPUT_CHOICES:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: use one of {', '.join(OUTPUT_CHOICES)}"
+        )
+    return text
+
+
+def parse_slow(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: use a number of seconds (e.g. 30 or 2.5; 0: off)"
+        ) from None
+    if seconds < 0 or seconds != seconds:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: use 0 (off) or a positive number of seconds"
+        )
+    return seconds
+
+
 def parse_default_scope(value: str) -> str:
     text = str(value).strip().lower()
     if text not in DEFAULT_SCOPE_CHOICES:
@@ -89,6 +116,25 @@ def addoption(parser: pytest.Parser) -> None:
         default=None,
         help="fail a test that runs longer than SECONDS (0: off; default: ini threadpool_timeout)",
     )
+    group.addoption(
+        "--threadpool-output",
+        dest="threadpool_output",
+        metavar="MODE",
+        type=parse_output,
+        default=None,
+        help="auto (default: live on a terminal, classic when piped or under CI), live (a "
+        "status area with progress and running tests below the results) or classic "
+        "(default: ini threadpool_output)",
+    )
+    group.addoption(
+        "--threadpool-slow",
+        dest="threadpool_slow",
+        metavar="SECONDS",
+        type=parse_slow,
+        default=None,
+        help="print 'SLOW <seconds> <test>' when a running test passes SECONDS, again at "
+        f"2x, 4x... (0: off; default: ini threadpool_slow, else {DEFAULT_SLOW:g})",
+    )
     parser.addini("threadpool", "thread count used when --threadpool is not given (N or auto)")
     parser.addini(
         "threadpool_scope",
@@ -97,6 +143,12 @@ def addoption(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "threadpool_timeout", "per-test timeout in seconds for --threadpool runs (0: off)"
+    )
+    parser.addini("threadpool_output", "output mode of --threadpool runs: auto, live or classic")
+    parser.addini(
+        "threadpool_slow",
+        f"seconds after which a running test is named in a SLOW line (0: off; default "
+        f"{DEFAULT_SLOW:g})",
     )
     parser.addini(
         "threadpool_unsafe_fixtures",
@@ -129,6 +181,8 @@ class Settings:
     timeout: float  # 0 = no timeout
     unsafe_fixtures: frozenset[str]
     safe_fixtures: frozenset[str] = frozenset()
+    output: str = "auto"  # one of OUTPUT_CHOICES
+    slow: float = DEFAULT_SLOW  # 0 = no SLOW lines
 
     def sequential(self) -> Settings:
         """The same settings for a session whose tests run one at a time."""
@@ -172,8 +226,16 @@ def load(config: pytest.Config) -> Settings:
     timeout = config.getoption("threadpool_timeout")
     if timeout is None:
         timeout = _from_ini(config, "threadpool_timeout", parse_timeout, "--threadpool-timeout")
+    output = config.getoption("threadpool_output", None)
+    if output is None:
+        output = _from_ini(config, "threadpool_output", parse_output, "--threadpool-output")
+    slow = config.getoption("threadpool_slow", None)
+    if slow is None:
+        slow = _from_ini(config, "threadpool_slow", parse_slow, "--threadpool-slow")
     return Settings(
         workers=workers,
+        output=output or "auto",
+        slow=DEFAULT_SLOW if slow is None else slow,
         default_scope=None if scope in (None, SCOPE_NONE) else ParallelScope(scope),
         timeout=timeout or 0.0,
         unsafe_fixtures=fixture_names(config, "threadpool_unsafe_fixtures"),

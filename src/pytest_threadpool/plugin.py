@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_threadpool import _engine, hookspecs, options, pytest_compat
+from pytest_threadpool import _engine, hookspecs, options, pytest_compat, xdist_support
 from pytest_threadpool.markers import MARKER_LINES, MARKER_PARALLEL_ONLY, PytestThreadpoolWarning
+
+if TYPE_CHECKING:
+    from pytest_threadpool.runner import ThreadedSession
 
 SETTINGS_KEY = pytest.StashKey[options.Settings]()
 MISSING_KEY = pytest.StashKey[list[str]]()
@@ -88,10 +92,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[MISSING_KEY] = missing
         config.stash[SETTINGS_KEY] = settings.sequential()
         return
-    if config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no":
-        raise pytest.UsageError(
-            "--threadpool cannot be combined with pytest-xdist (-n/--dist): use one of them"
-        )
+    if xdist_support.is_worker(config) or xdist_support.is_controller(config):
+        # -n N --threadpool M: each xdist worker runs what it receives in M threads.
+        settings = xdist_support.settings_for_xdist(config, settings)
+        config.stash[SETTINGS_KEY] = settings
+        if not settings.parallel or xdist_support.is_controller(config):
+            return  # the controller runs no tests
     sequential = _sequential_option(config)
     if sequential is not None:
         flag, why = sequential
@@ -141,6 +147,8 @@ def pytest_report_header(config: pytest.Config) -> str | None:
             "pytest-threadpool supports (8.4 to 9.2 are tested)"
         )
     mode = f"{settings.workers} threads" if settings.parallel else "sequential (1 thread)"
+    if xdist_support.is_controller(config):
+        mode += " in each pytest-xdist worker"
     if FREE_THREADED:
         return f"threadpool: {mode}, free-threaded build"
     # A header line, not a warning: suites that turn warnings into errors must still run here.
@@ -174,8 +182,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
     settings = session.config.stash[SETTINGS_KEY]
-    if not settings.parallel:
+    if not settings.parallel or xdist_support.is_controller(session.config):
         return None
+    if xdist_support.is_worker(session.config):
+        planner = session.config.stash.get(PLANNER_KEY, None)
+        xdist_support.run_worker(session, settings, planner, SESSION_KEY)
+        return True
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         raise session.Interrupted(
             f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
@@ -223,18 +235,45 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_sep("-", "threadpool: process-wide state changed by tests")
         for change in threaded.state_watch.changes:
             terminalreporter.write_line(change.describe())
-    if not threaded.alone:
-        return
-    alone = threaded.alone
-    reasons: dict[str, int] = {}
-    for _nodeid, reason in alone:
-        reasons[reason] = reasons.get(reason, 0) + 1
-    terminalreporter.write_sep("-", "threadpool: tests run alone")
-    summary = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
-    terminalreporter.write_line(f"{len(alone)} test(s) ran with nothing else running: {summary}")
-    if config.get_verbosity() > 0:
-        for nodeid, reason in alone:
-            terminalreporter.write_line(f"  {nodeid} ({reason})")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):  # type: ignore[no-untyped-def]
+    """Outermost: after pytest's own summary line, one line on how the pool was used."""
+    result = yield
+    threaded = session.config.stash.get(SESSION_KEY, None)
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    if threaded is not None and terminal is not None and session.config.get_verbosity() > -2:
+        terminal.write_line(end_of_run_line(threaded))
+        if session.config.get_verbosity() > 0:
+            for nodeid, reason in threaded.alone:
+                terminal.write_line(f"  {nodeid} ({reason})")
+    return result
+
+
+def end_of_run_line(threaded: ThreadedSession) -> str:
+    """Workers, how busy the pool was (worker-seconds of tests over workers x wall time),
+    the longest test, and the tests that ran alone with why."""
+    workers = threaded.settings.workers
+    wall = threaded.ended_at - threaded.started_at
+    parts = [f"threadpool: {workers} workers"]
+    if wall > 0:
+        parts.append(f"{min(threaded.busy / (workers * wall), 1.0):.0%} busy")
+    seconds, nodeid = threaded.longest
+    if nodeid:
+        # One decimal: tools that read pytest's summary (pytester's parseoutcomes) take the
+        # last line with a two-decimal duration for it.
+        parts.append(f"longest {seconds:.1f}s {nodeid}")
+    line = ", ".join(parts)
+    if threaded.slow_lines:
+        line += f"; {len(threaded.slow_lines)} SLOW line(s)"
+    if threaded.alone:
+        reasons: dict[str, int] = {}
+        for _nodeid, reason in threaded.alone:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        summary = "; ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+        line += f"; {len(threaded.alone)} test(s) ran with nothing else running: {summary}"
+    return line
 
 
 def _gil_enabled() -> bool:

@@ -24,6 +24,7 @@ from pytest_threadpool.fixture_isolation import isolated_function_fixtures
 from pytest_threadpool.grouping import Group, Planner
 from pytest_threadpool.hook_proxies import cached_hook_proxies
 from pytest_threadpool.item_run import ItemRun
+from pytest_threadpool.live_status import FRAME_INTERVAL, LiveStatus, wants_live
 from pytest_threadpool.logging_capture import ThreadedLogging
 from pytest_threadpool.options import Settings
 from pytest_threadpool.process_state import StateWatch, snapshot
@@ -62,21 +63,34 @@ ABORT_GRACE = 0.5
 # result of another file waits at most HOLD_LIMIT seconds for the current file to finish.
 HOLD_LIMIT = 2.0
 HOLD_CHECK = 0.25
+SLOW_CHECK = 0.5  # how often running tests are checked against threadpool_slow
 
 
 class ThreadedSession:
     def __init__(
-        self, session: pytest.Session, settings: Settings, planner: Planner | None = None
+        self,
+        session: pytest.Session,
+        settings: Settings,
+        planner: Planner | None = None,
+        *,
+        items: list[pytest.Item] | None = None,
+        shared: SharedScopes | None = None,
+        nextitem: pytest.Item | None = None,
     ) -> None:
+        """``items``: the tests to run (the session's by default). ``shared`` and ``nextitem``
+        (pytest-xdist workers, see xdist_support): scopes set up by an earlier run, and the
+        test a later run starts with, whose scopes stay open when these tests end."""
         self.session = session
+        self.items = session.items if items is None else items
+        self.nextitem = nextitem
         self.config = session.config
         self.planner = planner or Planner(
             settings.default_scope, settings.unsafe_fixtures, settings.safe_fixtures
         )
         self.settings = settings
-        self.shared = SharedScopes()
+        self.shared = SharedScopes() if shared is None else shared
         self.reporter = Reporter(self.config)
-        self.history = DurationHistory(self.config, session.items)
+        self.history = DurationHistory(self.config, self.items)
         self.timeouts = Timeouts(self.config, settings.timeout)
         self.hung: list[str] = []
         self.capturing = self.config.getoption("capture", "fd") != "no"
@@ -103,15 +117,23 @@ class ThreadedSession:
         self.state_watch = StateWatch()
         self.current_file: str | None = None  # the file whose results are being reported
         self.left_in_file: collections.Counter[str] = collections.Counter(
-            _file_of(item) for item in session.items
+            _file_of(item) for item in self.items
         )
         self.capture: ThreadedCapture | None = None
         self.promoted: dict[pytest.Item, float] = {}  # see _promotions
+        self.known: dict[pytest.Item, float] = {}  # seconds from the duration history
+        self.live: LiveStatus | None = None  # --threadpool-output live
+        self.slow_lines: list[str] = []  # SLOW lines printed (nodeids)
+        # For the end-of-run line: worker-seconds the pool's tests took, the longest test.
+        self.busy = 0.0
+        self.longest: tuple[float, str] = (0.0, "")
+        self.started_at = 0.0
+        self.ended_at = 0.0
 
     # -- entry point -------------------------------------------------------------------
 
     def run(self) -> None:
-        items = self.session.items
+        items = self.items
         groups, chains = self.planner.plan(items)
         self.promoted = self._promotions(items)
         for item in items:
@@ -144,6 +166,10 @@ class ThreadedSession:
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
             self.pool.start()
             stack.callback(self._shutdown_pool)
+            self._start_live(capture)
+            stack.callback(self.terminal.stop_status)  # before the pool shuts down
+            self.started_at = _engine.monotonic()
+            stack.callback(self._ended)
             stack.callback(self.history.save)
             try:
                 self._run_groups(groups, chains, items)
@@ -173,7 +199,8 @@ class ThreadedSession:
                 continue
             self._run_parallel_group(group, chains, items)
         self._drain()
-        self._finish_remaining_scopes()
+        if self.nextitem is None or self._session_stopping():
+            self._finish_remaining_scopes()
 
     def _run_parallel_group(self, group: Group, chains: dict, items: list[pytest.Item]) -> None:
         order = self._submission_order(group, chains)  # indexes in session.items
@@ -221,6 +248,7 @@ class ThreadedSession:
         sequentially; promoting every long test interleaved all files (a 20-file suite
         printed 40 file names instead of 20 once durations were known)."""
         known = [self.history.priority(item) for item in items]
+        self.known = dict(zip(items, known, strict=True))
         workers = self.settings.workers
         total = sum(known)
         cutoff = total / workers * LONG_TEST_SHARE
@@ -267,7 +295,7 @@ class ThreadedSession:
     def _new_run(
         self, item: pytest.Item, index: int, items: list[pytest.Item], group: Group
     ) -> ItemRun:
-        nextitem = items[index + 1] if index + 1 < len(items) else None
+        nextitem = items[index + 1] if index + 1 < len(items) else self.nextitem
         needed = set(nextitem.listchain()) if nextitem is not None else set()
         closes = [node for node in reversed(item.listchain()[:-1]) if node not in needed]
         inline = not group.parallel
@@ -308,6 +336,7 @@ class ThreadedSession:
         return self.timeouts.for_task(run.item)
 
     def _execute(self, run: ItemRun) -> None:  # on a worker
+        run.started_at = _engine.monotonic()
         start = _engine.thread_time() if TRACKS_CPU_SHARE else 0.0
         if _engine.FREE_THREADED:
             self.pins.pin_from_this_thread()
@@ -371,7 +400,9 @@ class ThreadedSession:
             raise
         finally:
             self._release_pending(run.index, run.item)
-        self.history.record(run.item, run.reports, _engine.perf_counter() - start, run.cpu_time)
+        run_time = _engine.perf_counter() - start
+        self.history.record(run.item, run.reports, run_time, run.cpu_time)
+        self._account(run.item, run_time)
         self._make_ready(run)
         while self._poll(0):  # what the pool finished meanwhile
             pass
@@ -379,14 +410,18 @@ class ThreadedSession:
     def _run_inline(self, run: ItemRun) -> None:
         self._prepare(run)
         run.state_before = snapshot()
+        start = _engine.perf_counter()
         try:
-            with self._on_main_thread(run), self.terminal.immediate():
+            with self._on_main_thread(run), self.terminal.immediate(not run.capture_enabled):
                 run_protocol(run, self.shared, self._teardown_shared)
         finally:
             run.state_after = snapshot()
             self.state_watch.observe(run.item.nodeid, run.state_before, run.state_after)
             self._reset_streams()
-        self.history.record(run.item, run.reports)
+        # pytest logged its reports itself (run.reports stays empty): time the protocol.
+        run_time = _engine.perf_counter() - start
+        self.history.record(run.item, run.reports, run_time)
+        self._account(run.item, run_time)
         self._reported(run.item)
 
     def _reset_streams(self) -> None:
@@ -510,8 +545,13 @@ class ThreadedSession:
                 return False
             self.terminal.flush()  # about to wait: show what was reported so far
             holding = timeout is None and bool(self.ready)
-            result = self.pool.next_result(HOLD_CHECK if holding else timeout)
+            wait = HOLD_CHECK if holding else timeout
+            tick = self._tick_interval()
+            if tick is not None and (wait is None or wait > tick):
+                wait = tick
+            result = self.pool.next_result(wait)
             if result is None:
+                self._tick()
                 if holding:
                     self._emit_ready()  # results held past HOLD_LIMIT go out now
                     return True
@@ -543,6 +583,7 @@ class ThreadedSession:
                 self.reporter.print_block(out + err)
             raise result.exception
         self.history.record(run.item, run.reports, result.run_time, run.cpu_time)
+        self._account(run.item, result.run_time)
         self._make_ready(run)
         return True
 
@@ -586,6 +627,77 @@ class ThreadedSession:
     def _reported(self, item: pytest.Item) -> None:
         file = self.current_file = _file_of(item)
         self.left_in_file[file] -= 1
+        live = self.live
+        if live is not None:
+            live.done += 1
+            live.known_done += lookup(self.known, item, 0.0)
+
+    # -- what the user sees while it runs (#16) ---------------------------------------------
+
+    def _start_live(self, capture: ThreadedCapture) -> None:
+        fd = capture.terminal_stdout_fd if capture.terminal_stdout_fd is not None else 1
+        if not wants_live(self.settings.output, fd, self.capturing):
+            return
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None:
+            return
+        stats = terminal.stats
+
+        def counts() -> dict[str, int]:
+            return {
+                name: len(stats.get(name, ())) for name in ("passed", "failed", "skipped", "error")
+            }
+
+        def running() -> list[tuple[str, float]]:
+            return [
+                (run.item.nodeid, run.started_at) for run in self.runs.values() if run.started_at
+            ]
+
+        live = LiveStatus(len(self.items), self.settings.workers, counts, running, fd)
+        live.known_total = sum(self.known.values())
+        if self.terminal.start_status(live):
+            self.live = live
+
+    def _tick_interval(self) -> float | None:
+        if self.live is not None:
+            return FRAME_INTERVAL
+        return SLOW_CHECK if self.settings.slow else None
+
+    def _tick(self) -> None:
+        """While waiting for results: SLOW lines, and the status area's next frame."""
+        if self.settings.slow:
+            self._slow_lines(_engine.monotonic())
+        if self.live is not None:
+            self.terminal.flush()
+
+    def _slow_lines(self, now: float) -> None:
+        threshold = self.settings.slow
+        for run in list(self.runs.values()):
+            if not run.started_at:
+                continue
+            slow_at = run.slow_at or threshold
+            if now - run.started_at < slow_at:
+                continue
+            run.slow_at = slow_at * 2  # again when it has run twice as long
+            self.slow_lines.append(run.item.nodeid)
+            self._write_line(f"SLOW {_seconds(slow_at)} {run.item.nodeid}")
+
+    def _write_line(self, line: str) -> None:
+        """A line of its own amid the progress lines, as pytest writes warnings there: the
+        progress line goes on afterwards with its file's name again."""
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None:
+            return
+        terminal.write_line(line, yellow=True)
+        terminal.currentfspath = None
+
+    def _account(self, item: pytest.Item, run_time: float) -> None:
+        self.busy += run_time
+        if run_time > self.longest[0]:
+            self.longest = (run_time, item.nodeid)
+
+    def _ended(self) -> None:
+        self.ended_at = _engine.monotonic()
 
     def _emit_ready(self, flush: bool = False) -> None:
         while True:
@@ -640,7 +752,10 @@ class ThreadedSession:
     def _abort(self) -> None:
         self.aborting = True
         if self.pool is not None:
-            self.interrupted = [label for _worker, _task, label in self.pool.running]
+            # Started and not reported: next_result already interrupted them on Ctrl-C, so
+            # some may have stopped (tests in interruptible waits stop at once).
+            started = [run for run in self.runs.values() if run.started_at]
+            self.interrupted = [run.item.nodeid for run in sorted(started, key=_index_of)]
             self.pool.cancel()
             self.pool.interrupt(KeyboardInterrupt)
 
@@ -653,6 +768,10 @@ class ThreadedSession:
     def _shutdown_pool(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, timeout=None if not self.aborting else ABORT_GRACE)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s"
 
 
 def _index_of(run: ItemRun) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_threadpool import _engine
+from pytest_threadpool.live_status import ERASE_BELOW, LiveStatus, visible_width
 from pytest_threadpool.pytest_compat import (
     set_writer_file,
     set_writer_terminal_width,
@@ -39,10 +40,19 @@ class ThrottledFile:
         self._last_flush = _engine.monotonic()
         self._dirty = False
         self.on_flush: Any = None  # called (no arguments) at each real flush
+        # Live mode: output is held and put out in frames with the status area below it.
+        self.status: LiveStatus | None = None
+        self._held: list[str] = []
+        self._drawn = False  # the status area is on the screen
+        self._column = 0  # where the output's last line ends (live mode)
+        self.paused = False  # live mode: no status area (a test writes to the terminal itself)
 
     def write(self, text: str) -> int:
         self._dirty = True
-        return self._file.write(text)
+        if self.status is None:
+            return self._file.write(text)
+        self._held.append(text)
+        return len(text)
 
     def flush(self) -> None:
         now = _engine.monotonic()
@@ -50,12 +60,46 @@ class ThrottledFile:
             self.flush_now(now)
 
     def flush_now(self, now: float | None = None) -> None:
+        if now is None:
+            now = _engine.monotonic()
+        if self.status is not None and now - self._last_flush < self._interval:
+            return  # live: frames at most every interval (the runner ticks that often)
         if self.on_flush is not None:
             self.on_flush()
+        if self.status is not None:
+            self._frame(now)
         if self._dirty:
             self._dirty = False
             self._file.flush()
-        self._last_flush = _engine.monotonic() if now is None else now
+        self._last_flush = now
+
+    def _frame(self, now: float, redraw: bool = True) -> None:
+        """Erase the status area, put out the held output, draw the area again (one write)."""
+        text = "".join(self._held)
+        self._held.clear()
+        if text:
+            line_start = max(text.rfind("\n"), text.rfind("\r"))
+            if line_start >= 0:
+                self._column = visible_width(text[line_start + 1 :])
+            else:
+                self._column += visible_width(text)
+        frame = (ERASE_BELOW if self._drawn else "") + text
+        self._drawn = False
+        if redraw and self.status is not None and not self.paused:
+            area = self.status.frame(self._column, now)
+            self._drawn = bool(area)
+            frame += area
+        if frame:
+            self._dirty = True
+            self._file.write(frame)
+
+    def stop_status(self) -> None:
+        """Remove the status area (the held output goes out) and write straight through."""
+        if self.status is None:
+            return
+        self._frame(_engine.monotonic(), redraw=False)
+        self.status = None
+        self.flush_now()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._file, name)
@@ -82,6 +126,7 @@ class TerminalFlusher:
         try:
             yield self
         finally:
+            self.stop_status()
             self.flush()
             if writer_file(writer) is self._throttled:
                 set_writer_file(writer, original)
@@ -93,6 +138,21 @@ class TerminalFlusher:
     def flush(self) -> None:
         if self._throttled is not None:
             self._throttled.flush_now()
+
+    def start_status(self, status: LiveStatus) -> bool:
+        """Live mode from now on; False if the reporter's output cannot carry it."""
+        if self._throttled is None:
+            return False
+        self._throttled.flush_now()
+        self._throttled.status = status
+        # A crash report starts on a line of its own, with the status area erased.
+        _engine.set_crash_preamble((ERASE_BELOW + "\n").encode())
+        return True
+
+    def stop_status(self) -> None:
+        if self._throttled is not None and self._throttled.status is not None:
+            self._throttled.stop_status()
+            _engine.set_crash_preamble(b"")
 
     def follow_terminal_width(self, fd: int | None) -> None:
         """fd 1 points at a file during the run (--capture=fd), so the width pytest and other
@@ -120,15 +180,18 @@ class TerminalFlusher:
         self._restore_width = lambda: set_writer_terminal_width(writer, None)
 
     @contextmanager
-    def immediate(self) -> Iterator[None]:
-        """Flush as pytest does, e.g. while a test runs alone on the main thread."""
+    def immediate(self, pause_status: bool = False) -> Iterator[None]:
+        """Flush as pytest does, e.g. while a test runs alone on the main thread;
+        ``pause_status``: the test writes to the terminal itself (-s), so no status area."""
         throttled = self._throttled
         if throttled is None:
             yield
             return
+        throttled.paused = pause_status
         throttled.flush_now()
         interval, throttled._interval = throttled._interval, 0.0
         try:
             yield
         finally:
             throttled._interval = interval
+            throttled.paused = False

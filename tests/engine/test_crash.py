@@ -135,3 +135,25 @@ def test_set_crash_label_for_the_calling_thread():
     with pytest.raises(TypeError):
         _engine.set_crash_label(3)
     assert _engine.CRASH_SLOTS >= 1024
+
+
+def test_crash_preamble_is_written_before_the_report(run_py):
+    """The live status area is erased before a crash report (the preamble), and b'' clears it;
+    more than 32 bytes or a str is refused."""
+    script = """
+        import os
+        from pytest_threadpool import _engine
+        _engine.install_crash_handler()
+        _engine.set_crash_preamble(b"\\x1b[J\\n")
+        {clear}
+        os.abort()
+        """
+    proc = run_py(script.format(clear=""))
+    assert proc.returncode == -signal.SIGABRT, proc.stderr
+    assert proc.stderr.startswith("\x1b[J\npytest-threadpool: fatal signal SIGABRT"), proc.stderr
+    proc = run_py(script.format(clear='_engine.set_crash_preamble(b"")'))
+    assert proc.stderr.startswith("pytest-threadpool: fatal signal SIGABRT"), proc.stderr
+    with pytest.raises(ValueError, match="longer than 32"):
+        _engine.set_crash_preamble(b"x" * 33)
+    with pytest.raises(TypeError):
+        _engine.set_crash_preamble("\x1b[J")  # type: ignore[arg-type]

@@ -91,14 +91,20 @@ CASES = [
 ]
 
 
-CASES.append(
+CASES += [
     (
-        ["--threadpool", "2", "-n", "2"],
+        ["--threadpool", "2", "-n", "2", "--threadpool-output", "live"],
         "",
         "",
-        "ERROR: --threadpool cannot be combined with pytest-xdist (-n/--dist): use one of them",
-    )
-)
+        "ERROR: --threadpool-output live cannot be shown under pytest-xdist (-n 2)*classic*",
+    ),
+    (
+        ["-n", "2"],
+        "threadpool = 2\nthreadpool_output = live",
+        "",
+        "ERROR: ini threadpool_output = live cannot be shown under pytest-xdist (-n 2)*",
+    ),
+]
 
 
 @pytest.mark.parametrize(("args", "ini", "source", "pattern"), CASES)

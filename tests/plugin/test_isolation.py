@@ -60,8 +60,7 @@ def test_n3(): _busy("n3")
     result.assert_outcomes(passed=8, warnings=3)
     result.stdout.fnmatch_lines(
         [
-            "*threadpool: tests run alone*",
-            "5 test(s) ran with nothing else running:*",
+            "threadpool: 3 workers, *5 test(s) ran with nothing else running:*",
             "*test_monkeypatch (uses monkeypatch)*",
         ]
     )
@@ -97,7 +96,8 @@ def test_unhandled_thread_exception_warns_for_the_test_that_started_it(
     )
     result = pytester.runpytest("--threadpool", "2")
     result.assert_outcomes(passed=2, warnings=1)
-    summary = result.stdout.str().split("warnings summary")[1]
+    # (up to the end-of-run line, which names the longest test)
+    summary = result.stdout.str().split("warnings summary")[1].split("\nthreadpool: 2 workers")[0]
     assert "test_spawner" in summary and "test_bystander" not in summary
     assert "RuntimeError: thread failed" in summary
 

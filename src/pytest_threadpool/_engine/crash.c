@@ -143,8 +143,17 @@ static void write_int(int v)
     write_all(buf + i, sizeof(buf) - (size_t)i);
 }
 
+/* Written before the report, e.g. to erase the live status area first (set_crash_preamble). */
+#define PREAMBLE_MAX 32
+static char g_preamble[PREAMBLE_MAX];
+static atomic_int g_preamble_len;
+
 static void report(int idx, int sig)
 {
+    int preamble = atomic_load_explicit(&g_preamble_len, memory_order_acquire);
+    if (preamble > 0) {
+        write_all(g_preamble, (size_t)preamble);
+    }
     write_str("pytest-threadpool: fatal signal ");
     write_str(fatal_names[idx]);
     write_str(" (");
@@ -334,6 +343,24 @@ static PyObject *set_crash_label(PyObject *module, PyObject *label)
     Py_RETURN_NONE;
 }
 
+static PyObject *set_crash_preamble(PyObject *module, PyObject *text)
+{
+    (void)module;
+    char *data;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(text, &data, &n) < 0) {
+        return NULL;
+    }
+    if (n > PREAMBLE_MAX) {
+        return PyErr_Format(PyExc_ValueError, "preamble longer than %d bytes", PREAMBLE_MAX);
+    }
+    /* Hide the old bytes from a concurrent report while they change. */
+    atomic_store_explicit(&g_preamble_len, 0, memory_order_release);
+    memcpy(g_preamble, data, (size_t)n);
+    atomic_store_explicit(&g_preamble_len, (int)n, memory_order_release);
+    Py_RETURN_NONE;
+}
+
 static PyObject *crash_labels(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     (void)module;
@@ -369,6 +396,9 @@ static PyMethodDef crash_methods[] = {
     {"set_crash_label", set_crash_label, METH_O,
      "set_crash_label(label: str | None) -> None\n\nSet (None: clear) the label reported for "
      "the calling thread if the process crashes."},
+    {"set_crash_preamble", set_crash_preamble, METH_O,
+     "set_crash_preamble(data: bytes) -> None\n\nBytes (at most 32) written before a crash "
+     "report, e.g. an escape sequence erasing the live status area; b'' for none."},
     {"crash_labels", crash_labels, METH_NOARGS,
      "crash_labels() -> list[tuple[str, str]]\n\n(thread name, label) of every busy slot, as "
      "the crash handler would print them."},
