@@ -238,6 +238,15 @@ def isolated_function_fixtures(shared_lock: threading.RLock) -> Iterator[None]:
     def execute(self: FixtureDef, request: Any) -> Any:
         __tracebackhide__ = True
         if _is_function_scoped(self):
+            # The thread holds the fixture from here (pytest < 9 registers no finalizer of its
+            # own before pytest_fixture_setup, where plugins change the definition).
+            state = _per_thread.state
+            if self not in state and _state_per_thread(self):
+                state[self] = [None, []]
+                try:
+                    return original_execute(self, request)
+                finally:
+                    _forget_if_finished(self)
             return original_execute(self, request)
         with shared_lock:
             cached = lookup(self.__dict__, "cached_result")

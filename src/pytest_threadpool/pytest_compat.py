@@ -46,8 +46,6 @@ REQUIRED = (
     "_pytest.fixtures:FixtureDef.finish",
     "_pytest.scope:Scope.Function",
     "_pytest.outcomes:TEST_OUTCOME",
-    "_pytest.outcomes:importorskip",
-    "_pytest._code.source:getstatementrange_ast",
     "_pytest.logging:LogCaptureFixture.set_level",
     "_pytest.logging:LogCaptureFixture.at_level",
     "_pytest.logging:LogCaptureFixture._finalize",
@@ -213,15 +211,9 @@ pytest_warnings: Any = _get("_pytest.warnings")
 assertion_util: Any = _get("_pytest.assertion.util")
 pytest_pathlib: Any = _get("_pytest.pathlib")
 TempPathFactory: Any = _get("_pytest.tmpdir:TempPathFactory")
-# Code objects of the two places where pytest silences warnings on the test's own thread.
-WARNING_SILENCING_FUNCTIONS: tuple[Any, ...] = tuple(
-    f
-    for f in (
-        _get("_pytest._code.source:getstatementrange_ast"),
-        _get("_pytest.outcomes:importorskip"),
-    )
-    if f is not None
-)
+# pytest >= 9.2 filters hidden frames out of an exception group's traceback too; older ones
+# index the filtered traceback's first entry (an IndexError when every frame is hidden).
+GROUP_TRACEBACKS_FILTERED: bool = _get("_pytest._code.code:_filter_tracebackexception") is not None
 
 
 def basetemp(factory: Any) -> Any:

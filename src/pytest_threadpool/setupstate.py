@@ -18,7 +18,12 @@ import pytest
 
 from pytest_threadpool.dict_reads import lookup
 from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
-from pytest_threadpool.pytest_compat import TEST_OUTCOME, SetupState, item_request
+from pytest_threadpool.pytest_compat import (
+    GROUP_TRACEBACKS_FILTERED,
+    TEST_OUTCOME,
+    SetupState,
+    item_request,
+)
 
 ExcInfo = tuple[BaseException, types.TracebackType | None]
 NodeEntry = tuple[list[Callable[[], object]], ExcInfo | None]
@@ -61,6 +66,12 @@ def reraise_shared(exc: BaseException, tb: types.TracebackType | None) -> None:
     if not clone.__notes__:
         del clone.__notes__
     raise clone.with_traceback(tb)
+
+
+def _hide_teardown_frame(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    """pytest before 9.2 fails (IndexError) to show an exception group whose frames are all
+    hidden: one frame of ours stays there."""
+    return GROUP_TRACEBACKS_FILTERED or not isinstance(excinfo.value, BaseExceptionGroup)
 
 
 def raise_teardown_errors(errors: list[BaseException]) -> None:
@@ -246,7 +257,7 @@ class RoutingSetupState(SetupState):
         entry[0].append(finalizer)
 
     def teardown_exact(self, nextitem: pytest.Item | None) -> None:
-        __tracebackhide__ = True
+        __tracebackhide__ = _hide_teardown_frame
         state = self.current()
         if state is not None:
             state.teardown_exact(nextitem)
