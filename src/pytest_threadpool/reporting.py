@@ -16,6 +16,7 @@ class Reporter:
         self.config = config
         self.capturing = config.getoption("capture", "fd") != "no"
         self.terminal = config.pluginmanager.get_plugin("terminalreporter")
+        self._report_hook = config.hook.pytest_threadpool_report
 
     def emit(self, run: ItemRun, before_teardown: Callable[[ItemRun], None] | None = None) -> None:
         """logstart, each phase's report, logfinish, then the test's warnings.
@@ -23,7 +24,12 @@ class Reporter:
         report, whose failure may stop the session), and may replace that report."""
         item = run.item
         ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        # Our hook, only when something implements it (checked per test: a plugin may register
+        # mid-session): a call with no implementations returns None, as "not handled" does,
+        # and pluggy's call overhead is most of what the main thread spends per report.
+        report_hook = self._report_hook if self._report_hook.get_hookimpls() else None
+        nodeid, location = item.nodeid, item.location
+        ihook.pytest_runtest_logstart(nodeid=nodeid, location=location)
         for when, text in run.live_logs:
             self._print_live_log(when, text)
         live_output: list[str] = []
@@ -32,7 +38,7 @@ class Reporter:
                 before_teardown(run)
             report = run.reports[index]
             out, err = lookup(run.outputs, report.when, ("", ""))
-            handled = self.config.hook.pytest_threadpool_report(
+            handled = report_hook is not None and report_hook(
                 item=item, report=report, captured_out=out, captured_err=err
             )
             if handled:
@@ -42,12 +48,10 @@ class Reporter:
             if live_output and report is run.reports[-1]:
                 self.print_block("".join(live_output))
             ihook.pytest_runtest_logreport(report=report)
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        ihook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
         for message in run.warnings:
             ihook.pytest_warning_recorded.call_historic(
-                kwargs=dict(
-                    warning_message=message, nodeid=item.nodeid, when="runtest", location=None
-                )
+                kwargs=dict(warning_message=message, nodeid=nodeid, when="runtest", location=None)
             )
 
     def _print_live_log(self, when: str, text: str) -> None:

@@ -77,9 +77,10 @@ class DurationHistory:
     ) -> None:
         if run_time is None:
             run_time = sum(report.duration for report in reports)
-        self._durations.set(item.nodeid, round(run_time, 6))
+        nodeid = item.nodeid  # a property (pytest 9 builds it from the node's id): read once
+        self._durations.set(nodeid, round(run_time, 6))
         if self._cpu_share is not None and cpu_time is not None and run_time > 0:
-            self._cpu_share.set(item.nodeid, round(min(cpu_time / run_time, 1.0), 3))
+            self._cpu_share.set(nodeid, round(min(cpu_time / run_time, 1.0), 3))
 
     def save(self) -> None:
         self._durations.save()
