@@ -34,11 +34,14 @@ from pytest_threadpool.pytest_compat import (
     fixturedef_scope,
     param_scopes,
 )
+from pytest_threadpool.warnings_capture import CONTEXT_AWARE_WARNINGS
 
 THREAD_UNSAFE_MARKER = "thread_unsafe"
 # catch_warnings() is private to the thread's context only with context-aware warnings: 3.14+
 # when the flag is on (the default of free-threaded builds, -X context_aware_warnings on others).
-_CONTEXT_AWARE_WARNINGS = bool(getattr(sys.flags, "context_aware_warnings", False))
+# Each pool test then has its own filters (warnings_capture), so filterwarnings marks and
+# pytest.warns/catch_warnings calls do not make it run alone.
+_CONTEXT_AWARE_WARNINGS = CONTEXT_AWARE_WARNINGS
 # Markers that plugins turn into a fixture request after collection (their
 # pytest_collection_modifyitems may run after ours): marker name -> the fixture it adds.
 _MARKER_FIXTURES = {

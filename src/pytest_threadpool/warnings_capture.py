@@ -7,6 +7,12 @@ warning to the test the raising thread works for; the main thread then fires
 that change filters themselves (``filterwarnings`` marks, ``recwarn``, ``pytest.warns``) run alone
 and use pytest's own mechanism; ``catch_warnings()`` blocks that only add "ignore" filters, which
 libraries and pytest enter on the test's thread, keep those filters to that thread.
+
+With context-aware warnings (3.14+, ``sys.flags.context_aware_warnings``) the filters and the
+record log of ``catch_warnings`` live in the calling thread's context, and ``warnings.filters``
+is only the list of threads that have none (a pool worker, as it starts). There each pool test
+runs pytest's own per-test mechanism on its thread, from the context the session runs in (see
+_context_routed_warnings); nothing process-wide is changed.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_threadpool.context import current_run
 from pytest_threadpool.pytest_compat import pytest_warnings
+
+if TYPE_CHECKING:
+    from pytest_threadpool.item_run import ItemRun
 
 _local = threading.local()  # per thread: its token, and the catch_warnings blocks it is in
 # Our own writers of warnings.filters (3.14 has a lock of its own, which warnings' functions
@@ -32,6 +41,11 @@ _filters_lock: Any = getattr(warnings, "_lock", None) or _thread.allocate_lock()
 # What the session's filters end with when the default action would show a warning once per
 # place: every warning a test raises is seen (see routed_warnings).
 _CATCH_ALL = ("always", None, Warning, None, 0)
+# Filters and catch_warnings' record log are per context (3.14+ with the flag on: the default of
+# free-threaded builds, -X context_aware_warnings / PYTHON_CONTEXT_AWARE_WARNINGS=1 on others).
+CONTEXT_AWARE_WARNINGS = bool(getattr(sys.flags, "context_aware_warnings", False)) and hasattr(
+    warnings, "_warnings_context"
+)
 
 
 def _thread_token() -> object:
@@ -183,7 +197,7 @@ def _thread_aware_blocks() -> Iterator[None]:
     thread, a ``catch_warnings()`` block (no ``record``/``module``, ``action`` none or "ignore")
     now keeps its "ignore" filters to its thread (see _ThreadBlock); everywhere else, and for
     any other block, catch_warnings is unchanged."""
-    if getattr(sys.flags, "context_aware_warnings", False):
+    if CONTEXT_AWARE_WARNINGS:
         yield  # 3.14+: catch_warnings is private to the thread's context already
         return
     original_catch = warnings.catch_warnings
@@ -315,6 +329,10 @@ def _thread_aware_blocks() -> Iterator[None]:
 
 @contextmanager
 def routed_warnings(config: pytest.Config) -> Iterator[None]:
+    if CONTEXT_AWARE_WARNINGS:
+        with _context_routed_warnings(config):
+            yield
+        return
     original_item_cm = pytest_warnings.catch_warnings_for_item
     state: dict[str, list] = {"configured": []}
 
@@ -359,12 +377,7 @@ def routed_warnings(config: pytest.Config) -> Iterator[None]:
             if run is None:
                 show_original(message)
                 return
-            key = _dedup_key(configured, message)
-            if key is not None:
-                if key in run.warning_keys:
-                    return
-                run.warning_keys.add(key)
-            run.warnings.append(message)
+            _record_once(run, configured, message)
 
         warnings._showwarnmsg_impl = show  # type: ignore[attr-defined]
         pytest_warnings.catch_warnings_for_item = catch_warnings_for_item  # type: ignore[assignment]
@@ -376,6 +389,137 @@ def routed_warnings(config: pytest.Config) -> Iterator[None]:
 
 
 _DEDUPLICATED = {"default", "module", "once"}
+
+
+def _seen_every_time(filters: list) -> list:
+    """``filters`` with the actions that show a warning once per place made "always" (and a
+    last filter that catches what none matches, when the default action is such one): each
+    test then de-duplicates its own records (_dedup_key), as its own catch_warnings block
+    would, instead of the process-wide registries deciding across concurrent tests."""
+    seen = [("always", *e[1:]) if e[0] in _DEDUPLICATED else e for e in filters]
+    if warnings.defaultaction in _DEDUPLICATED:  # what no filter matches
+        seen.append(_CATCH_ALL)
+    return seen
+
+
+def _record_once(run: ItemRun, configured: list, message: warnings.WarningMessage) -> None:
+    key = _dedup_key(configured, message)
+    if key is not None:
+        if key in run.warning_keys:
+            return
+        run.warning_keys.add(key)
+    run.warnings.append(message)
+
+
+def _print_warning(message: warnings.WarningMessage) -> None:
+    """What ``warnings`` does with a warning no catch_warnings(record=True) block records."""
+    file = message.file if message.file is not None else sys.stderr
+    if file is None:
+        return
+    try:
+        file.write(warnings._formatwarnmsg(message))  # type: ignore[attr-defined]
+    except OSError:
+        pass
+
+
+class _TestRecords:
+    """The ``ihook`` pytest's per-test mechanism gets for a pool test: its warnings join the
+    test's (shown-once de-duplication included), and the main thread reports them."""
+
+    def __init__(self, run: ItemRun) -> None:
+        self.run = run
+        self.configured: list = []  # the test's filters as pytest set them, before _seen_every_time
+        self.pytest_warning_recorded = self
+
+    def call_historic(self, kwargs: dict[str, Any]) -> None:
+        _record_once(self.run, self.configured, kwargs["warning_message"])
+
+
+class _RoutedLog:
+    """The record log of the main thread's context while pool tests run: what it records
+    while acting for a test (its shared fixtures set up or torn down there) joins that test's
+    warnings; anything else goes where it would have gone without the session's block."""
+
+    def __init__(self, configured: list, outer: list | None) -> None:
+        self.configured = configured
+        self.outer = outer  # the log of a block around the session (pytest run in-process)
+
+    def append(self, message: warnings.WarningMessage) -> None:
+        run = current_run()
+        if run is not None:
+            _record_once(run, self.configured, message)
+        elif self.outer is not None:
+            self.outer.append(message)
+        else:
+            _print_warning(message)
+
+
+@contextmanager
+def _in_context(context: object) -> Iterator[None]:
+    """The calling thread's warnings context is ``context`` for the duration."""
+    var: Any = warnings._warnings_context  # type: ignore[attr-defined]
+    previous = var.get(None)
+    token = var.set(context)
+    try:
+        yield
+    finally:
+        try:
+            var.reset(token)
+        except ValueError:  # left in another contextvars.Context than it was entered in
+            var.set(previous if previous is not None else context)
+
+
+@contextmanager
+def _context_routed_warnings(config: pytest.Config) -> Iterator[None]:
+    """Context-aware warnings: a pool test runs pytest's own ``catch_warnings_for_item`` on its
+    thread (a catch_warnings(record=True) block private to that thread's context, with the
+    configured filters and its filterwarnings marks), entered from the context the session
+    runs in, as a sequential run enters it; a pool worker, a thread of its own, would otherwise
+    start from the bare ``warnings.filters``. Its records go to the test, which the main thread
+    reports. On the main thread, tests running alone use pytest's mechanism unchanged, and
+    shared fixtures set up or torn down for a pool test record into that test (_RoutedLog)."""
+    original_item_cm = pytest_warnings.catch_warnings_for_item
+    get_context: Any = warnings._get_context  # type: ignore[attr-defined]
+    session_context = get_context()  # where every test starts from, as sequentially
+
+    @contextmanager
+    def catch_warnings_for_item(  # type: ignore[no-untyped-def]
+        config, ihook, when, item, **kwargs: Any
+    ) -> Iterator[None]:
+        run = current_run()
+        if item is None or run is None or run.item is not item or run.inline:
+            with (
+                _in_context(session_context),
+                original_item_cm(config=config, ihook=ihook, when=when, item=item, **kwargs),
+            ):
+                yield
+            return
+        records = _TestRecords(run)
+        with (
+            _in_context(session_context),
+            original_item_cm(config=config, ihook=records, when=when, item=item, **kwargs),
+        ):
+            context = get_context()
+            records.configured = list(context._filters)
+            context._filters = _seen_every_time(records.configured)
+            warnings._filters_mutated()  # type: ignore[attr-defined]
+            yield
+
+    # The main thread's context meanwhile: the filters pytest puts around every test (taken
+    # from pytest itself, so version-specific ones apply as sequentially), for what it runs on
+    # a pool test's behalf.
+    with _in_context(session_context), warnings.catch_warnings():
+        with original_item_cm(config=config, ihook=config.hook, when="runtest", item=None):
+            configured = list(get_context()._filters)
+        main_context = get_context()
+        main_context._filters = _seen_every_time(configured)
+        main_context.log = _RoutedLog(configured, session_context.log)
+        warnings._filters_mutated()  # type: ignore[attr-defined]
+        pytest_warnings.catch_warnings_for_item = catch_warnings_for_item  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            pytest_warnings.catch_warnings_for_item = original_item_cm
 
 
 def _matches(pattern: Any, text: str) -> bool:

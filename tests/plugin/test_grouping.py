@@ -317,11 +317,13 @@ def test_run_alone_marks_apply_from_class_and_module_levels(pytester: pytest.Pyt
     )
     result, peak = peak_after(pytester, "--threadpool", "3", "-v")
     result.assert_outcomes(passed=6)
-    assert peak == 1
     import sys
 
-    # filterwarnings is per-thread only with context-aware warnings (3.14t; -X on 3.14)
-    alone = 2 if getattr(sys.flags, "context_aware_warnings", False) else 4
+    # filterwarnings is per-thread only with context-aware warnings (3.14t; -X on 3.14): then
+    # test_f1 and test_f2 may overlap (only the thread_unsafe class must not).
+    context_aware = bool(getattr(sys.flags, "context_aware_warnings", False))
+    assert peak <= 2 if context_aware else peak == 1
+    alone = 2 if context_aware else 4
     result.stdout.fnmatch_lines([f"*{alone} test(s) ran with nothing else running:*"])
     result.stdout.fnmatch_lines(["*TestUnsafe::test_u1 (marked thread_unsafe)*"])
 

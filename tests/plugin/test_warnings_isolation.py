@@ -5,6 +5,8 @@ reach the warnings summary. The overlap is forced with events (with timeouts), n
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 # A library helper (in its own module: a test whose source calls catch_warnings runs alone).
@@ -59,18 +61,21 @@ def test_deprecation():
 
 
 def _summary(result: pytest.RunResult) -> list[tuple[str, str]]:
-    """(test, warning line) of each entry of the warnings summary."""
+    """(test, warning line) of each entry of the warnings summary (an entry lists every test
+    that raised the same warning at the same place)."""
     lines = result.stdout.lines
     start = next(i for i, line in enumerate(lines) if "warnings summary" in line)
     entries = []
-    test = ""
+    tests: list[str] = []
     for line in lines[start + 1 :]:
         if line.startswith("-- Docs") or line.startswith("==="):
             break
-        if line and not line.startswith(" "):
-            test = line
+        if not line:
+            tests = []
+        elif not line.startswith(" "):
+            tests.append(line)
         elif "Warning: " in line:
-            entries.append((test, line.split(": ", 1)[1]))
+            entries.extend((test, line.split(": ", 1)[1]) for test in tests)
     return sorted(entries)
 
 
@@ -143,3 +148,116 @@ def test_pytest_asyncio_loop_setup_does_not_hide_other_tests_warnings(
     assert _summary(result) == [
         ("test_a.py::test_sync", "DeprecationWarning: raised while pytest-asyncio sets up a loop")
     ]
+
+
+# Every way a test's warnings are filtered or recorded, for a sequential and a threaded run to
+# be compared. test_plain and test_marked meet at a Barrier when they run on pool threads (a
+# sequential run runs them on the main thread, one after the other): both warn meanwhile.
+CONTEXT_SUITE_INI = """
+[pytest]
+filterwarnings =
+    ignore:ini silenced:UserWarning
+"""
+
+CONTEXT_SUITE_CONFTEST = """
+import sys
+
+def pytest_report_header():
+    return f"context_aware_warnings={sys.flags.context_aware_warnings}"
+"""
+
+CONTEXT_SUITE = """
+import threading, warnings, pytest
+pytestmark = pytest.mark.parallelizable("children")
+both_warning = threading.Barrier(2, timeout=30)
+
+
+def overlap():
+    if threading.current_thread() is not threading.main_thread():
+        both_warning.wait()
+
+
+def warn_twice(text):
+    for _ in range(2):
+        warnings.warn(UserWarning(text))  # "default" action: once per test
+
+
+@pytest.fixture(scope="module")
+def shared():
+    warnings.warn(UserWarning("module fixture set up"))
+    yield
+    warnings.warn(UserWarning("module fixture torn down"))
+
+
+def test_plain(shared):
+    overlap()
+    warn_twice("repeated")
+    warnings.warn(DeprecationWarning("deprecated in plain"))
+    warnings.warn(UserWarning("ini silenced"))
+    warnings.warn(UserWarning("cli silenced"))
+    overlap()
+
+
+@pytest.mark.filterwarnings("ignore:marked:UserWarning")
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_marked(shared):
+    overlap()
+    warn_twice("repeated")
+    warnings.warn(UserWarning("marked silenced"))
+    with pytest.raises(RuntimeWarning):
+        warnings.warn(RuntimeWarning("an error by its mark"))
+    overlap()
+    warnings.warn(DeprecationWarning("deprecated in marked"))
+
+
+def test_pytest_warns(shared):
+    with pytest.warns(UserWarning, match="^wanted"):
+        warnings.warn(UserWarning("wanted"))
+        warnings.warn(UserWarning("not matched, raised again"))
+
+
+def test_catch_warnings_blocks(shared):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.warn(UserWarning("silenced by the block"))
+    with warnings.catch_warnings(record=True) as log:
+        warnings.simplefilter("always")
+        warnings.warn(UserWarning("recorded by the block"))
+    assert [str(w.message) for w in log] == ["recorded by the block"]
+    warnings.warn(UserWarning("after the blocks"))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(sys.flags, "context_aware_warnings"),
+    reason="context-aware warnings (sys.flags.context_aware_warnings) need Python 3.14+",
+)
+def test_context_aware_warnings_summary_as_sequentially(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """With context-aware warnings (filters per context: the default of 3.14t), a threaded
+    run's warnings summary is a sequential run's: warnings.warn, a repeated warning once per
+    test, -W and ini filters, filterwarnings marks, pytest.warns, catch_warnings blocks, a
+    module fixture's set-up and tear-down warnings, with two tests warning concurrently."""
+    monkeypatch.setenv("PYTHON_CONTEXT_AWARE_WARNINGS", "1")
+    pytester.makeini(CONTEXT_SUITE_INI)
+    pytester.makeconftest(CONTEXT_SUITE_CONFTEST)
+    pytester.makepyfile(test_ctx=CONTEXT_SUITE)
+    args = ("-W", "ignore:cli silenced:UserWarning", "-p", "no:cacheprovider")
+    sequential = pytester.runpytest_subprocess(*args)
+    threaded = pytester.runpytest_subprocess("--threadpool", "4", *args)
+    expected = [
+        ("test_ctx.py::test_catch_warnings_blocks", "UserWarning: after the blocks"),
+        ("test_ctx.py::test_catch_warnings_blocks", "UserWarning: module fixture torn down"),
+        ("test_ctx.py::test_marked", "DeprecationWarning: deprecated in marked"),
+        ("test_ctx.py::test_marked", "UserWarning: repeated"),
+        ("test_ctx.py::test_plain", "DeprecationWarning: deprecated in plain"),
+        ("test_ctx.py::test_plain", "UserWarning: module fixture set up"),
+        ("test_ctx.py::test_plain", "UserWarning: repeated"),
+        ("test_ctx.py::test_pytest_warns", "UserWarning: not matched, raised again"),
+    ]
+    for result in (sequential, threaded):
+        result.stdout.fnmatch_lines(["context_aware_warnings=1"])
+        result.assert_outcomes(passed=4, warnings=len(expected))
+        assert _summary(result) == expected
+    assert "ran with nothing else running" not in threaded.stdout.str()
