@@ -50,6 +50,7 @@ memcheck: build
 
 bench: build
 	.venv-3.13t/bin/python bench/run.py
+	.venv-3.13t/bin/python bench/xdist.py
 
 clean:
 	rm -rf build src/pytest_threadpool/*.so .pytest_cache

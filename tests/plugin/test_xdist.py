@@ -3,10 +3,13 @@ threads, with outcomes, fixture sharing and stops as in a sequential run."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -387,3 +390,265 @@ def test_socket_worker_next_to_a_popen_worker(pytester: pytest.Pytester) -> None
         server.kill()
         server.wait(timeout=30)
     result.assert_outcomes(passed=9, failed=1)
+
+
+REPO = Path(__file__).resolve().parents[2]
+INTERPRETERS = {"3.13": REPO / ".venv-3.13/bin/python", "3.13t": REPO / ".venv-3.13t/bin/python"}
+
+RECORDING_CONFTEST = """
+    import json, os, sys, sysconfig, threading
+    import pytest
+
+    def _record(entry):
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker is None:  # the sequential run records nothing
+            return
+        with open({out!r}, "a") as out:
+            out.write(json.dumps({{"worker": worker, "pid": os.getpid(), **entry}}) + "\\n")
+
+    @pytest.fixture(scope="session", autouse=True)
+    def interpreter_record():
+        import pytest_threadpool._engine as engine
+
+        _record({{
+            "kind": "session",
+            "executable": sys.executable,
+            "gil_enabled": sys._is_gil_enabled(),
+            "py_gil_disabled": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+            "engine": engine.__file__,
+        }})
+
+    @pytest.fixture(autouse=True)
+    def thread_record(request):
+        _record({{
+            "kind": "test",
+            "thread": threading.current_thread().name,
+            "nodeid": request.node.nodeid,
+        }})
+"""
+
+
+def _both_interpreters() -> dict[str, Path]:
+    missing = [f"{name} ({path})" for name, path in INTERPRETERS.items() if not path.exists()]
+    if missing:
+        pytest.skip(f"needs both repo venvs; missing: {', '.join(missing)} (run `make setup`)")
+    for python in INTERPRETERS.values():
+        probe = subprocess.run(
+            [str(python), "-c", "import pytest_threadpool._engine, xdist, execnet"],
+            capture_output=True,
+            text=True,
+        )
+        assert probe.returncode == 0, (
+            f"{python} cannot import pytest_threadpool's engine (run `make build`):\n{probe.stderr}"
+        )
+    return INTERPRETERS
+
+
+class _SocketServers:
+    """One execnet socket server per interpreter (loopback, one connection each): the
+    gateways of ``--tx socket=...``, whose workers keep their own interpreter's sys.path."""
+
+    def __init__(self, pythons: list[Path], cwd: Path) -> None:
+        import execnet
+
+        script = Path(execnet.__file__).parent / "script" / "socketserver.py"
+        self.servers: list[subprocess.Popen[str]] = []
+        self.ports: list[str] = []
+        for python in pythons:
+            server = subprocess.Popen(
+                [str(python), "-u", str(script), "127.0.0.1:0"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                cwd=cwd,
+            )
+            self.servers.append(server)
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            match = re.search(r"\('127\.0\.0\.1', (\d+)\)", line)
+            assert match is not None, line
+            self.ports.append(match.group(1))
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.kill()
+            server.wait(timeout=30)
+
+
+def test_workers_on_a_gil_and_a_free_threaded_interpreter(pytester: pytest.Pytester) -> None:
+    """A 3.13 and a 3.13t worker in one run: outcomes as in a sequential run, each worker on its
+    own interpreter and engine build, running tests on its pool's threads.
+
+    The workers are execnet socket gateways, each served by one of the interpreters: pytest-xdist
+    3.8.0 hands popen workers the controller's sys.path (see the popen test below)."""
+    pythons = _both_interpreters()
+    out = pytester.path / "interpreters.jsonl"
+    pytester.makeconftest(RECORDING_CONFTEST.format(out=str(out)))
+    pytester.makepyfile(**PARITY_FILES)
+    sequential = pytester.runpytest_subprocess("-p", "no:xdist", "--junitxml=seq.xml")
+    assert sequential.ret == pytest.ExitCode.TESTS_FAILED
+    assert not out.exists()
+    servers = _SocketServers([pythons["3.13"], pythons["3.13t"]], pytester.path)
+    try:
+        result = pytester.runpytest_subprocess(
+            *(
+                arg
+                for port in servers.ports
+                for arg in ("--tx", f"socket=127.0.0.1:{port}//chdir={pytester.path}")
+            ),
+            *("--dist", "load", "--threadpool", "2", "--junitxml=xdist.xml"),
+            timeout=180,
+        )
+    finally:
+        servers.close()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    expected = _outcomes(pytester.path / "seq.xml")
+    assert len(expected) == 47
+    assert _outcomes(pytester.path / "xdist.xml") == expected
+    assert _case_count(pytester.path / "xdist.xml") == _case_count(pytester.path / "seq.xml")
+    result.stdout.fnmatch_lines(["*created: 2/2 workers*"])
+
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    sessions = {r["worker"]: r for r in records if r["kind"] == "session"}
+    assert sorted(sessions) == ["gw0", "gw1"], records
+    assert sessions["gw0"]["executable"] == str(pythons["3.13"])
+    assert (sessions["gw0"]["gil_enabled"], sessions["gw0"]["py_gil_disabled"]) == (True, False)
+    assert "cpython-313-" in sessions["gw0"]["engine"]
+    assert sessions["gw1"]["executable"] == str(pythons["3.13t"])
+    assert (sessions["gw1"]["gil_enabled"], sessions["gw1"]["py_gil_disabled"]) == (False, True)
+    assert "cpython-313t-" in sessions["gw1"]["engine"]
+    tests = [r for r in records if r["kind"] == "test"]
+    assert len(tests) == 47  # each test's setup reached the autouse fixture once
+    for worker, session in sessions.items():
+        mine = [r for r in tests if r["worker"] == worker]
+        assert {r["pid"] for r in mine} == {session["pid"]}
+        threads = {r["thread"] for r in mine}
+        assert any(name.startswith("threadpool-worker") for name in threads), (worker, threads)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pytest-xdist 3.8.0 gives popen workers the controller's sys.path (workermanage's "
+    "change_sys_path, xdist PR #667): a worker on an interpreter with another stdlib fails to "
+    "start, with or without --threadpool",
+)
+def test_popen_workers_on_two_interpreters(pytester: pytest.Pytester) -> None:
+    pythons = _both_interpreters()
+    pytester.makepyfile(**PARITY_FILES)
+    result = pytester.runpytest_subprocess(
+        *("--tx", f"popen//python={pythons['3.13']}"),
+        *("--tx", f"popen//python={pythons['3.13t']}"),
+        *("--dist", "load", "--threadpool", "2", "--max-worker-restart", "0"),
+        timeout=120,
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines(["*created: 2/2 workers*"])
+    assert result.parseoutcomes()["failed"] == 9
+
+
+SLEEPING_MODULE = """
+    import os, threading, time
+    import pytest
+    from pytest_threadpool import parallelizable
+
+    pytestmark = parallelizable("children")
+
+    def _sleep(name):
+        thread = threading.current_thread().name
+        seen = [os.environ["PYTEST_XDIST_WORKER"], str(os.getpid()), thread]
+        with open(os.path.join({out!r}, f"{{__name__}}-{{name}}"), "w") as out:
+            out.write(" ".join(seen))
+        time.sleep(300)
+
+    # separate functions (a function's parametrized variants run one after another)
+    def test_one():
+        _sleep("one")
+
+    def test_two():
+        _sleep("two")
+
+    def test_three():
+        _sleep("three")
+
+    def test_four():
+        _sleep("four")
+"""
+
+# The child restores SIGINT's default action before pytest starts: a shell that started this
+# run in the background (`&`) ignores SIGINT, and an ignored signal stays ignored across exec.
+SIGINT_DEFAULT_EXEC = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'pytest', *sys.argv[1:]])"
+)
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie nobody reaped yet counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_ctrl_c_ends_the_run_and_its_workers(pytester: pytest.Pytester) -> None:
+    """SIGINT to the run's process group (what Ctrl-C in a terminal sends) while every worker's
+    pool is in a 300 s sleep: the run ends interrupted within 30 s and no worker is left."""
+    started = pytester.path / "started"
+    started.mkdir()
+    pytester.makepyfile(
+        test_sleep_a=SLEEPING_MODULE.format(out=str(started)),
+        test_sleep_b=SLEEPING_MODULE.format(out=str(started)),
+    )
+    output = pytester.path / "output.txt"
+    pytest_args = ["-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile", "--threadpool", "2"]
+    with output.open("wb") as sink:
+        run = subprocess.Popen(
+            [sys.executable, "-c", SIGINT_DEFAULT_EXEC, *pytest_args],
+            cwd=pytester.path,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's foreground job
+        )
+    try:
+        deadline = time.monotonic() + 120
+        seen: list[list[str]] = []
+        while time.monotonic() < deadline and run.poll() is None:
+            seen = [path.read_text().split() for path in started.iterdir()]
+            # both workers have two tests sleeping on their pool threads
+            if len({(entry[0], entry[2]) for entry in seen if len(entry) == 3}) == 4:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the tests did not start in both workers: {seen}\n{output.read_text()}")
+        workers = {int(entry[1]) for entry in seen if len(entry) == 3}
+        assert len(workers) == 2
+        assert all(entry[2].startswith("threadpool-worker") for entry in seen if len(entry) == 3)
+
+        sent = time.monotonic()
+        os.killpg(run.pid, signal.SIGINT)
+        try:
+            returncode = run.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the run was still going 30 s after SIGINT:\n{output.read_text()}")
+        elapsed = time.monotonic() - sent
+        text = output.read_text()
+        assert returncode == pytest.ExitCode.INTERRUPTED, text
+        assert "KeyboardInterrupt" in text
+        worker_deadline = time.monotonic() + 10
+        while time.monotonic() < worker_deadline and not all(map(_gone, workers)):
+            time.sleep(0.05)
+        left = [pid for pid in workers if not _gone(pid)]
+        assert not left, f"workers left behind: {left}"
+        assert elapsed < 30
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        else:
+            try:  # whatever of the group may be left
+                os.killpg(run.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
