@@ -37,18 +37,32 @@ def parse_workers(value: str) -> int:
     return workers
 
 
-def parse_timeout(value: str) -> float:
+def _parse_seconds(value: str, example: str, out_of_range: str) -> float:
+    """A number of seconds >= 0 (0: off); the messages name the option's own forms."""
     try:
         seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}: use a number of seconds (e.g. 30 or 2.5)"
+            f"invalid value {value!r}: use a number of seconds ({example})"
         ) from None
     if seconds < 0 or seconds != seconds:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}: the timeout must be 0 (off) or a positive number of seconds"
-        )
+        raise argparse.ArgumentTypeError(f"invalid value {value!r}: {out_of_range}")
     return seconds
+
+
+def parse_timeout(value: str) -> float:
+    return _parse_seconds(
+        value, "e.g. 30 or 2.5", "the timeout must be 0 (off) or a positive number of seconds"
+    )
+
+
+def _parse_choice(value: str, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise argparse.ArgumentTypeError(
+            f"invalid value {value!r}: use one of {', '.join(choices)}"
+        )
+    return text
 
 
 OUTPUT_CHOICES = ("auto", "live", "classic")
@@ -56,35 +70,17 @@ DEFAULT_SLOW = 30.0
 
 
 def parse_output(value: str) -> str:
-    text = str(value).strip().lower()
-    if text not in OUTPUT_CHOICES:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}: use one of {', '.join(OUTPUT_CHOICES)}"
-        )
-    return text
+    return _parse_choice(value, OUTPUT_CHOICES)
 
 
 def parse_slow(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}: use a number of seconds (e.g. 30 or 2.5; 0: off)"
-        ) from None
-    if seconds < 0 or seconds != seconds:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}: use 0 (off) or a positive number of seconds"
-        )
-    return seconds
+    return _parse_seconds(
+        value, "e.g. 30 or 2.5; 0: off", "use 0 (off) or a positive number of seconds"
+    )
 
 
 def parse_default_scope(value: str) -> str:
-    text = str(value).strip().lower()
-    if text not in DEFAULT_SCOPE_CHOICES:
-        raise argparse.ArgumentTypeError(
-            f"invalid value {value!r}: use one of {', '.join(DEFAULT_SCOPE_CHOICES)}"
-        )
-    return text
+    return _parse_choice(value, DEFAULT_SCOPE_CHOICES)
 
 
 def addoption(parser: pytest.Parser) -> None:

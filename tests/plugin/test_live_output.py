@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-GATED = """
+# Test modules' head: tests held until the file named by $GATE exists (at most 60 s).
+GATE_HEAD = """
 import os, time, pytest
 pytestmark = pytest.mark.parallelizable("children")
 
@@ -24,6 +25,11 @@ def _wait_for_gate():
     while not os.path.exists(os.environ["GATE"]):
         assert time.monotonic() < deadline, "gate never opened"
         time.sleep(0.02)
+"""
+
+GATED = (
+    GATE_HEAD
+    + """
 
 def test_quick(): pass
 def test_held_one(): _wait_for_gate()
@@ -31,6 +37,7 @@ def test_held_two(): _wait_for_gate()
 def test_held_with_a_rather_long_name_that_will_not_fit_a_narrow_terminal(): _wait_for_gate()
 def test_fails(): _wait_for_gate(); assert 1 == 2
 """
+)
 
 
 class Tmux:
@@ -215,15 +222,10 @@ def test_end_of_run_line_after_pytest_summary(pytester: pytest.Pytester) -> None
     assert result.parseoutcomes() == {"passed": 3}  # pytest's summary is still found
 
 
-HELD_THEN_ENDED = """
-import ctypes, os, time, pytest
-pytestmark = pytest.mark.parallelizable("children")
-
-def _wait_for_gate():
-    deadline = time.monotonic() + 60
-    while not os.path.exists(os.environ["GATE"]):
-        assert time.monotonic() < deadline, "gate never opened"
-        time.sleep(0.02)
+HELD_THEN_ENDED = (
+    GATE_HEAD
+    + """
+import ctypes
 
 def test_held(): _wait_for_gate(); time.sleep(60)
 def test_ends_the_run():
@@ -232,6 +234,7 @@ def test_ends_the_run():
         ctypes.string_at(0)
     time.sleep(60)
 """
+)
 
 
 @pytest.mark.parametrize("end", ["ctrl-c", "crash"])
