@@ -4,6 +4,7 @@
 # use of uninitialised memory, bad free) whose stack involves the engine's C sources. CPython's
 # own immortal objects ("definitely lost" at exit) are not attributed to us.
 # Usage: bash scripts/memcheck.sh [pytest args]   (default: all of tests/engine)
+# MEMCHECK_LOG=path keeps valgrind's full log there (default: a temporary file, removed).
 # --fair-sched=yes: valgrind runs one thread at a time, and its default lock let a thread that
 # spins holding the GIL keep running for seconds while the main thread or the watchdog waited
 # (a 0.3 s timeout delivered after 12-14 s, interrupt() finding its task done); with the fair
@@ -18,8 +19,12 @@ if [ "$#" -eq 0 ]; then
   set -- tests/engine
 fi
 
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+if [ -n "${MEMCHECK_LOG:-}" ]; then
+  log="$MEMCHECK_LOG"
+else
+  log="$(mktemp)"
+  trap 'rm -f "$log"' EXIT
+fi
 start=$(date +%s)
 PYTHONMALLOC=malloc timeout 1200 valgrind --tool=memcheck --fair-sched=yes --leak-check=full \
   --show-leak-kinds=definite --errors-for-leak-kinds=definite --num-callers=40 \
@@ -33,27 +38,30 @@ import re
 import sys
 
 ours = "pytest_threadpool/_engine/"
-blocks, cur = [], []
+# A test's forked child (os.fork without exec) writes its own report into the same log: split
+# the log by pid, and take the summary from the pytest process (the first pid).
+blocks, cur, main_pid = [], {}, None
 for line in open(sys.argv[1], errors="replace"):
-    m = re.match(r"==\d+== ?(.*)", line.rstrip("\n"))
+    m = re.match(r"==(\d+)== ?(.*)", line.rstrip("\n"))
     if not m:
         continue
-    body = m.group(1)
+    pid, body = m.groups()
+    main_pid = main_pid or pid
     if body:
-        cur.append(body)
-    elif cur:
-        blocks.append(cur)
-        cur = []
-if cur:
-    blocks.append(cur)
+        cur.setdefault(pid, []).append(body)
+    elif cur.get(pid):
+        blocks.append((pid, cur.pop(pid)))
+blocks += list(cur.items())
 
 kinds = ("definitely lost", "Invalid read", "Invalid write", "Invalid free", "uninitialised",
          "Mismatched free", "overlap", "Syscall param")
-bad = [b for b in blocks if any(k in b[0] for k in kinds) and any(ours in l for l in b[1:])]
+bad = [b for _, b in blocks if any(k in b[0] for k in kinds) and any(ours in l for l in b[1:])]
 for b in bad:
     print("\n".join(b[:30]))
     print("-" * 60)
-summary = next((l for b in blocks for l in b if "ERROR SUMMARY" in l), "no summary")
+summary = next(
+    (l for pid, b in blocks if pid == main_pid for l in b if "ERROR SUMMARY" in l), "no summary"
+)
 print(f"memcheck: {len(bad)} error(s) attributed to the engine; valgrind total: {summary}")
 sys.exit(1 if bad else 0)
 PY

@@ -8,10 +8,7 @@ cd "$(dirname "$0")/.."
 runs="${1:-20}"
 py=".venv-3.13t/bin/python"
 tests=(
-  tests/engine/test_pool.py
-  tests/engine/test_dispatcher.py
-  tests/engine/test_watchdog.py
-  tests/engine/test_crash.py
+  tests/engine
   tests/plugin/test_parity.py
   tests/plugin/test_fixtures.py
   tests/plugin/test_isolation.py

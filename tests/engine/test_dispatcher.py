@@ -11,6 +11,7 @@ import pytest
 from pytest_threadpool._engine import (
     Capture,
     Dispatcher,
+    fd_write_router,
     get_thread_capture,
     set_thread_capture,
 )
@@ -300,6 +301,110 @@ def test_thread_capture_set_get_and_type_check():
     finally:
         set_thread_capture(None)
     assert seen == [None]  # per thread
+
+
+class _RecordingWrite:
+    """Stands in for os.write: records what reached it, raises os.write's errors."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, fd, data):
+        data = bytes(memoryview(data))  # TypeError for what is not bytes-like, as os.write
+        self.calls.append((fd, data))
+        return len(data)
+
+
+def test_fd_write_router_routes_fds_1_and_2_of_a_capturing_thread(capturing):
+    original = _RecordingWrite()
+    write = fd_write_router(original)
+    # no capture: everything goes to the original
+    assert write(1, b"plain\n") == 6
+    with capturing() as cap:
+        assert write(1, b"out ") == 4
+        assert write(2, memoryview(b"err\n")) == 4
+        assert write(1, bytearray(b"more\n")) == 5
+        assert write(3, b"other fd") == 8  # not 1 or 2
+        assert write(2**70, b"huge fd") == 7  # overflow: the original's business
+        with pytest.raises(TypeError):
+            write(1, "not bytes")
+        with pytest.raises(TypeError):
+            write(1)
+    assert cap.take() == ("out more\n", "err\n")
+    assert original.calls == [(1, b"plain\n"), (3, b"other fd"), (2**70, b"huge fd")]
+    with pytest.raises(TypeError):
+        fd_write_router(None)
+
+
+def test_fd_write_router_honours_tee_route_fds_and_separate_fds(capturing):
+    original = _RecordingWrite()
+    write = fd_write_router(original)
+    with capturing() as cap:
+        cap.tee = True
+        write(1, b"both\n")
+        cap.tee = False
+        cap.route_fds = False
+        write(2, b"to the fd\n")
+        cap.route_fds = True
+        cap.separate_fds = True
+        write(1, b"fd level\n")
+        cap.separate_fds = False
+        cap.close()
+        write(1, b"closed\n")
+    assert cap.take() == ("both\n", "")
+    assert cap.take_fd() == ("fd level\n", "")
+    assert original.calls == [(1, b"both\n"), (2, b"to the fd\n"), (1, b"closed\n")]
+
+
+def test_fd_write_router_survives_a_buffer_that_drops_the_capture():
+    """Getting the data's buffer may run Python code (__buffer__) that replaces the thread's
+    capture: the capture the write started with must stay valid until the write is done."""
+    original = _RecordingWrite()
+    write = fd_write_router(original)
+
+    class Sneaky:
+        def __buffer__(self, flags):
+            set_thread_capture(None)  # drops the only reference to the capture
+            return memoryview(b"sneaky\n")
+
+        def __release_buffer__(self, view):
+            view.release()
+
+    set_thread_capture(Capture())
+    try:
+        assert write(1, Sneaky()) == 7
+    finally:
+        set_thread_capture(None)
+    assert get_thread_capture() is None
+    assert original.calls == []
+
+
+def test_fd_write_router_threads_keep_their_own_fd_output():
+    original = _RecordingWrite()
+    write = fd_write_router(original)
+    n_threads, n_lines = 16, 300
+    barrier = threading.Barrier(n_threads)
+    captures = [Capture() for _ in range(n_threads)]
+
+    def writer(i):
+        set_thread_capture(captures[i])
+        try:
+            barrier.wait(30)
+            for j in range(n_lines):
+                write(1 + j % 2, f"{i}:{j}\n".encode())
+        finally:
+            set_thread_capture(None)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for i, cap in enumerate(captures):
+        out, err = cap.take()
+        assert out == "".join(f"{i}:{j}\n" for j in range(0, n_lines, 2))
+        assert err == "".join(f"{i}:{j}\n" for j in range(1, n_lines, 2))
+    assert original.calls == []
 
 
 def test_sys_stdout_replacement_end_to_end_with_pool_workers(run_py):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import _thread
 import functools
-import hashlib
 import operator
 import threading
 import time
@@ -145,6 +144,58 @@ def test_interrupt_ends_sleep_and_waiter_lock(pool_factory):
     assert all(isinstance(r.exception, KeyboardInterrupt) for r in results)
 
 
+def test_timeouts_past_timeout_max_raise_like_the_originals(pool_factory):
+    """Beyond threading.TIMEOUT_MAX time.sleep and lock.acquire raise OverflowError; so do the
+    stand-ins on a pool task (such a timeout used to overflow the wait's deadline: the wait
+    returned at once and spun)."""
+    pool = pool_factory(1)
+    pool.start()
+    huge = threading.TIMEOUT_MAX * 2
+
+    def task(_):
+        with pytest.raises(OverflowError):
+            time.sleep(huge)
+        with pytest.raises(OverflowError):
+            _engine.sleep(huge)
+        with pytest.raises(OverflowError):
+            _engine.sleep(10**400)
+        lock = _engine.allocate_waiter_lock()
+        assert type(lock) is _engine.WaiterLock
+        lock.acquire()
+        with pytest.raises(OverflowError):
+            lock.acquire(True, huge)
+        assert lock.locked()
+        return True
+
+    pool.submit(task)
+    r = pool.next_result(timeout=30)
+    assert r.exception is None and r.value is True
+
+
+def test_huge_task_timeouts_do_not_spin_the_watchdog(pool_factory):
+    """A deadline beyond time_t's range (timeout=1e20, set_task_deadline(1e30)) used to make the
+    watchdog's timed wait return at once, so it spun at 100% CPU for the whole task."""
+    pool = pool_factory(1, grace=30.0)
+    pool.start()
+
+    def idle(_):
+        t0, c0 = time.monotonic(), time.process_time()
+        time.sleep(0.5)  # the whole process idles, unless the watchdog spins
+        return time.process_time() - c0, time.monotonic() - t0
+
+    def own_deadline(_):
+        assert _engine.set_task_deadline(1e30) is True
+        return idle(_)
+
+    pool.submit(idle, timeout=1e20)
+    pool.submit(own_deadline)
+    for _ in range(2):
+        r = pool.next_result(timeout=60)
+        assert r.exception is None and not r.timed_out
+        cpu, wall = r.value
+        assert cpu < wall / 2, f"{cpu:.3f}s CPU while idle for {wall:.3f}s"
+
+
 def test_waiter_lock_is_a_lock(pool_factory):
     pool = pool_factory(1)
     pool.start()
@@ -214,11 +265,15 @@ def test_pending_asynchronous_exception_is_raised_when_the_wait_begins(pool_fact
     pool.start()
     signal = _thread.allocate_lock()
     signal.acquire()
+    gate = _thread.allocate_lock()
+    gate.acquire()
 
     def task(_):
         steps = [
             signal.release,
-            functools.partial(hashlib.pbkdf2_hmac, "sha256", b"p", b"s", 3_000_000),
+            # blocks in C until the interrupt below has been sent (a lock's acquire does not
+            # raise asynchronous exceptions); a computation "long enough" was not, under valgrind
+            gate.acquire,
             functools.partial(_engine.sleep, 60),
         ]
         list(map(operator.call, steps))  # C calls only: no bytecode between the steps
@@ -227,6 +282,7 @@ def test_pending_asynchronous_exception_is_raised_when_the_wait_begins(pool_fact
     assert signal.acquire(timeout=20)
     t0 = time.monotonic()
     assert pool.interrupt(ValueError) == 1
+    gate.release()
     r = pool.next_result(timeout=60)
     assert time.monotonic() - t0 < 30
     assert isinstance(r.exception, ValueError)

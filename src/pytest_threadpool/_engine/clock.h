@@ -20,13 +20,21 @@ static inline double engine_monotonic(void)
     return engine_timespec_seconds(&ts);
 }
 
+/* Longest single timed wait. Larger (finite) timeouts are cut to it: converting them to time_t
+ * would overflow (undefined; on x86-64 a deadline in the past, so the wait returned at once and
+ * its caller's loop spun). Every caller re-checks its own deadline after a wait returns. */
+#define ENGINE_MAX_WAIT 1e9 /* seconds, ~31 years */
+
 /* Absolute CLOCK_MONOTONIC timespec `seconds` from now (for pthread_cond_timedwait). */
 static inline struct timespec engine_deadline_ts(double seconds)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (seconds < 0) {
+    if (!(seconds >= 0)) { /* negative or NaN */
         seconds = 0;
+    }
+    if (seconds > ENGINE_MAX_WAIT) {
+        seconds = ENGINE_MAX_WAIT;
     }
     double whole = floor(seconds);
     ts.tv_sec += (time_t)whole;

@@ -147,6 +147,7 @@ static void write_int(int v)
 #define PREAMBLE_MAX 32
 static char g_preamble[PREAMBLE_MAX];
 static atomic_int g_preamble_len;
+static PyMutex g_preamble_mu; /* one writer at a time (the handler only reads) */
 
 static void report(int idx, int sig)
 {
@@ -354,10 +355,14 @@ static PyObject *set_crash_preamble(PyObject *module, PyObject *text)
     if (n > PREAMBLE_MAX) {
         return PyErr_Format(PyExc_ValueError, "preamble longer than %d bytes", PREAMBLE_MAX);
     }
-    /* Hide the old bytes from a concurrent report while they change. */
+    /* Hide the old bytes from a concurrent report while they change. Writers are serialised:
+     * two threads interleaving these three steps could publish one's length over a mix of both
+     * byte strings. */
+    PyMutex_Lock(&g_preamble_mu);
     atomic_store_explicit(&g_preamble_len, 0, memory_order_release);
     memcpy(g_preamble, data, (size_t)n);
     atomic_store_explicit(&g_preamble_len, (int)n, memory_order_release);
+    PyMutex_Unlock(&g_preamble_mu);
     Py_RETURN_NONE;
 }
 

@@ -688,20 +688,28 @@ static PyObject *fd_write(PyObject *original, PyObject *const *args, Py_ssize_t 
             int overflow;
             long fd = PyLong_AsLongAndOverflow(args[0], &overflow);
             Py_buffer view;
+            /* The thread-local reference is borrowed, and getting the buffer may run Python code
+             * (a __buffer__ method) that replaces the thread's capture and frees this one. */
+            Py_INCREF(c);
             if ((fd == 1 || fd == 2) && PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) == 0) {
                 Py_ssize_t n = view.len;
                 int rc = capture_write_fd(c, (int)fd - 1, view.buf, (size_t)view.len);
                 PyBuffer_Release(&view);
+                int tee = capture_tee(c);
+                Py_DECREF(c);
                 if (rc < 0) {
                     return NULL;
                 }
-                if (!capture_tee(c)) {
+                if (!tee) {
                     return PyLong_FromSsize_t(n);
                 }
                 /* tee: the fd gets it too (below) */
             }
-            else if (PyErr_Occurred()) {
-                PyErr_Clear(); /* not bytes-like: the original raises its own TypeError */
+            else {
+                Py_DECREF(c);
+                if (PyErr_Occurred()) {
+                    PyErr_Clear(); /* not bytes-like: the original raises its own TypeError */
+                }
             }
         }
     }

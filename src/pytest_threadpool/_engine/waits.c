@@ -17,6 +17,10 @@
 /* Bound on one slice of wait_until (Thread.join): the delivery latency of a join. */
 #define WAIT_SLICE 0.05
 
+/* Longest timeout time.sleep and lock.acquire accept (threading.TIMEOUT_MAX): beyond it they raise
+ * OverflowError, and so do the stand-ins here. */
+#define WAIT_TIMEOUT_MAX ((double)PyTime_MAX / 1e9)
+
 typedef int (*ready_fn)(void *ctx); /* attached, no locks held: 1 when the wait is over */
 typedef void (*undo_fn)(void *ctx); /* undo a ready() that succeeded when the wait must raise */
 
@@ -131,7 +135,8 @@ static PyObject *engine_sleep(PyObject *module, PyObject *arg)
         }
     }
     int probe = 0;
-    worker_t *w = secs > 0 && isfinite(secs) ? begin_wait(&probe) : NULL;
+    /* beyond WAIT_TIMEOUT_MAX time.sleep raises its OverflowError */
+    worker_t *w = secs > 0 && secs < WAIT_TIMEOUT_MAX ? begin_wait(&probe) : NULL;
     if (w == NULL) {
         return PyObject_CallOneArg(st->time_sleep, arg);
     }
@@ -253,6 +258,10 @@ static PyObject *waiter_acquire(PyObject *op, PyObject *args, PyObject *kwargs)
     }
     if (isnan(timeout) || (timeout < 0 && timeout != -1.0)) {
         PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    if (timeout > WAIT_TIMEOUT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
         return NULL;
     }
     if (waiter_try_lock(op)) {
