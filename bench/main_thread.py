@@ -8,8 +8,8 @@ by bench/run.py; never created here), the opponent. A tiny plugin passed with ``
 - main-thread CPU (``time.thread_time`` on the main thread) from ``pytest_collection_finish`` to
   ``pytest_sessionfinish``, per test: what the main thread spends running and reporting a test;
 - whole-process CPU (``time.process_time``) over the same span, per test (all threads);
-- collection time (``pytest_collection`` start to ``pytest_collection_finish``) as a share of the
-  process's wall time (measured here, start-up included).
+- the process's wall time (start-up included; load-sensitive), and collection time
+  (``pytest_collection`` start to ``pytest_collection_finish``) as a share of it.
 
 CPU times are robust to other load on the machine; wall times (the collection share) are not::
 
@@ -153,8 +153,9 @@ def main(argv: list[str]) -> int:
         f"median of {args.rounds} rounds; CPU figures are per test, from collection finish to "
         "session finish; `collect` = collection wall time / process wall time (load-sensitive)",
         "",
-        "| interp | tests | config | main-thread CPU µs/test | process CPU µs/test | collect |",
-        "|---|---|---|---|---|---|",
+        "| interp | tests | config | main-thread CPU µs/test | process CPU µs/test | wall s "
+        "| collect |",
+        "|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="main-thread-bench-") as tmp:
@@ -182,9 +183,10 @@ def main(argv: list[str]) -> int:
                     main_us = statistics.median(r["main_cpu_s"] for r in runs) / tests * 1e6
                     proc_us = statistics.median(r["process_cpu_s"] for r in runs) / tests * 1e6
                     share = statistics.median(r["collect_s"] / r["wall_s"] for r in runs)
+                    wall = statistics.median(r["wall_s"] for r in runs)
                     line = (
                         f"| {interp} | {tests:,} | {label} | {main_us:,.0f} | {proc_us:,.0f} "
-                        f"| {share:.0%} |"
+                        f"| {wall:.2f} | {share:.0%} |"
                     )
                     print(line, file=sys.stderr)
                     lines.append(line)

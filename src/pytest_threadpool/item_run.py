@@ -20,6 +20,9 @@ class ItemRun:
     inline: bool = False  # runs on the main thread with nothing else running
     capture_enabled: bool = True  # route its output into ``capture`` (else pass it through)
     alone_reason: str | None = None
+    nodeid: str = ""  # the item's, read once (a property on pytest 9)
+    file: str = ""  # the file its progress is reported under (ThreadedSession._file_of)
+    run_time: float | None = None  # seconds it ran (pool-style runs; None: not recorded)
     capture: _engine.Capture = field(default_factory=_engine.Capture)
     chain_key: object = None  # variants sharing it run one after another (see Planner)
     reports: list[pytest.TestReport] = field(default_factory=list)

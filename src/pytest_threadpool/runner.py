@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from traceback import format_exception as _format_exception
 
 import pytest
@@ -38,9 +38,10 @@ from pytest_threadpool.pytest_compat import (
     setupstate,
 )
 from pytest_threadpool.reporting import Reporter
+from pytest_threadpool.reporting_lane import ReportingLane
 from pytest_threadpool.scheduling import TRACKS_CPU_SHARE, DurationHistory
 from pytest_threadpool.setupstate import RoutingSetupState, SharedScopes, raise_teardown_errors
-from pytest_threadpool.terminal_output import TerminalFlusher
+from pytest_threadpool.terminal_output import FLUSH_INTERVAL, TerminalFlusher
 from pytest_threadpool.threads import inherited_capture
 from pytest_threadpool.timeouts import (
     Timeouts,
@@ -52,6 +53,8 @@ from pytest_threadpool.tmp_paths import numbered_dir_scan_in_c, serialised_baset
 from pytest_threadpool.unhandled import per_test_unhandled
 from pytest_threadpool.warnings_capture import routed_warnings
 
+_WAKE = object()  # posted into the pool's results by the reporting lane (see _wake)
+_LOCATION = pytest.Item.location  # functools.cached_property
 _EXIT = pytest.exit.Exception  # pytest.exit()'s exception (an Exception subclass)
 WINDOW_MIN = 256
 WINDOW_PER_WORKER = 4
@@ -76,10 +79,13 @@ class ThreadedSession:
         items: list[pytest.Item] | None = None,
         shared: SharedScopes | None = None,
         nextitem: pytest.Item | None = None,
+        reporting_lane: bool = True,
     ) -> None:
         """``items``: the tests to run (the session's by default). ``shared`` and ``nextitem``
         (pytest-xdist workers, see xdist_support): scopes set up by an earlier run, and the
-        test a later run starts with, whose scopes stay open when these tests end."""
+        test a later run starts with, whose scopes stay open when these tests end.
+        ``reporting_lane``: pool tests are reported from a thread of their own (see
+        reporting_lane); off, everything is reported from the main thread."""
         self.session = session
         self.items = session.items if items is None else items
         self.nextitem = nextitem
@@ -97,11 +103,15 @@ class ThreadedSession:
         # Main-thread dicts that pytest reads with dict.get on workers for every test.
         self.pins = SharedValuePins([sys.modules, option_dest_map(self.config)])
         self.pool: _engine.Pool | None = None
+        self.lane: ReportingLane | None = None
+        self.logging_now: ItemRun | None = None  # see _log_in_order
+        self.use_lane = reporting_lane
         # Most tests submitted to the pool and not yet handled back (see _wait_for_room): enough
         # that workers never starve while the main thread reports, few enough that memory does
         # not grow with the size of a group.
         self.window = max(WINDOW_MIN, WINDOW_PER_WORKER * settings.workers)
         self.runs: dict[int, ItemRun] = {}  # task id -> run, until its result is handled
+        self.parents: dict[pytest.Item, tuple[pytest.Node, ...]] = {}  # see _parents_of
         # Scope -> indexes (in session.items) of the tests under it that have not finished.
         self.pending_under: dict[pytest.Node, set[int]] = collections.defaultdict(set)
         # Chain key -> its last submitted task, while that task is unfinished.
@@ -116,8 +126,9 @@ class ThreadedSession:
         self.alone: list[tuple[str, str]] = []  # (nodeid, reason) of tests that ran alone
         self.state_watch = StateWatch()
         self.current_file: str | None = None  # the file whose results are being reported
+        self.file_of_parent: dict[pytest.Node | None, str] = {}  # see _file_of
         self.left_in_file: collections.Counter[str] = collections.Counter(
-            _file_of(item) for item in self.items
+            self._file_of(item) for item in self.items
         )
         self.capture: ThreadedCapture | None = None
         self.promoted: dict[pytest.Item, float] = {}  # see _promotions
@@ -136,11 +147,12 @@ class ThreadedSession:
         items = self.items
         groups, chains = self.planner.plan(items)
         self.promoted = self._promotions(items)
-        for item in items:
-            # pytest's cached Item.location, computed before any worker starts: reading it
-            # first from a worker (or while one touches the item) goes through
-            # functools.cached_property's dict.get, slow across threads (see dict_reads).
-            _ = item.location
+        if not _engine.FREE_THREADED:
+            # pytest's cached Item.location, computed before any worker starts (free-threaded:
+            # each worker computes its test's, see _execute). On the GIL build that is cheaper
+            # here than amid the GIL hand-offs.
+            for item in items:
+                _ = item.location
         with contextlib.ExitStack() as stack:
             stack.enter_context(pytest_timing_on_engine_clocks())
             stack.enter_context(isolated_function_fixtures(self.shared.fixture_lock))
@@ -166,6 +178,12 @@ class ThreadedSession:
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
             self.pool.start()
             stack.callback(self._shutdown_pool)
+            if self.use_lane:
+                self.lane = ReportingLane(
+                    self._log, self._session_stopping, self._stop, self._wake, self.window
+                )
+                self.lane.start()
+                stack.callback(self.lane.shutdown)
             self._start_live(capture)
             stack.callback(self.terminal.stop_status)  # before the pool shuts down
             self.started_at = _engine.monotonic()
@@ -296,11 +314,13 @@ class ThreadedSession:
         self, item: pytest.Item, index: int, items: list[pytest.Item], group: Group
     ) -> ItemRun:
         nextitem = items[index + 1] if index + 1 < len(items) else self.nextitem
-        needed = set(nextitem.listchain()) if nextitem is not None else set()
-        closes = [node for node in reversed(item.listchain()[:-1]) if node not in needed]
+        needed = self._parents_of(nextitem) if nextitem is not None else ()
+        closes = [node for node in reversed(self._parents_of(item)) if node not in needed]
         inline = not group.parallel
         run = ItemRun(item=item, nextitem=nextitem, index=index, closes=closes, inline=inline)
         run.alone_reason = group.alone_reason
+        run.nodeid = item.nodeid  # a property (pytest 9 builds it): read once per test
+        run.file = self._file_of(item)
         # Tests run on the main thread with -s print live, as in a sequential run.
         run.capture_enabled = not (inline and not self.capturing)
         if group.alone_reason is not None:
@@ -310,6 +330,8 @@ class ThreadedSession:
     def _prepare(self, run: ItemRun) -> None:
         """Main thread: collectors and shared fixtures the item needs, before it starts. Their
         output and logs belong to this item's setup, as in a sequential run."""
+        if self.shared.nothing_to_prepare(run.item, self._parents_of(run.item)):
+            return
         with acting_for(run, capture=run.capture_enabled):
             if self.shared.setup_collectors(run.item):
                 self.shared.setup_shared_fixtures(run.item)
@@ -323,7 +345,7 @@ class ThreadedSession:
             self._execute,
             run,
             priority=self.promoted.get(run.item, 0.0),  # the rest: first come, first served
-            label=run.item.nodeid,
+            label=run.nodeid,
             timeout=self._timeout_for(run),
             deps=deps,
         )
@@ -339,6 +361,7 @@ class ThreadedSession:
         run.started_at = _engine.monotonic()
         start = _engine.thread_time() if TRACKS_CPU_SHARE else 0.0
         if _engine.FREE_THREADED:
+            _compute_location(run.item)
             self.pins.pin_from_this_thread()
             # A fresh fixture request, made on this thread (as pytest does for a re-run): the
             # one made at collection holds dicts owned by the main thread, and each of pytest's
@@ -373,14 +396,21 @@ class ThreadedSession:
             self.main_chains.add(chain_key)
         return True
 
+    def _parents_of(self, item: pytest.Item) -> tuple[pytest.Node, ...]:
+        """The collectors above ``item``, outermost first (its listchain, computed once)."""
+        parents = self.parents.get(item)
+        if parents is None:
+            parents = self.parents[item] = tuple(item.listchain()[:-1])
+        return parents
+
     def _hold_pending(self, index: int, item: pytest.Item) -> None:
         """Keep the item's scopes open until it has run (``index``: its place in the session)."""
-        for node in item.listchain()[:-1]:
+        for node in self._parents_of(item):
             self.pending_under[node].add(index)
 
     def _release_pending(self, index: int, item: pytest.Item) -> None:
         """The item no longer keeps its scopes open (it finished, or will not run)."""
-        for node in item.listchain()[:-1]:
+        for node in self._parents_of(item):
             pending = self.pending_under.get(node)
             if pending is not None:
                 pending.discard(index)
@@ -396,13 +426,12 @@ class ThreadedSession:
                 self._execute(run)
         except BaseException:
             if run.reports:
+                self._settle()
                 self.reporter.emit(run)
             raise
         finally:
             self._release_pending(run.index, run.item)
-        run_time = _engine.perf_counter() - start
-        self.history.record(run.item, run.reports, run_time, run.cpu_time)
-        self._account(run.item, run_time)
+        run.run_time = _engine.perf_counter() - start  # recorded when it is logged
         self._make_ready(run)
         while self._poll(0):  # what the pool finished meanwhile
             pass
@@ -421,8 +450,8 @@ class ThreadedSession:
         # pytest logged its reports itself (run.reports stays empty): time the protocol.
         run_time = _engine.perf_counter() - start
         self.history.record(run.item, run.reports, run_time)
-        self._account(run.item, run_time)
-        self._reported(run.item)
+        self._account(run.nodeid, run_time)
+        self._reported(run)
 
     def _reset_streams(self) -> None:
         """With no test running, sys.stdout/stderr are the run's again, as pytest's capture
@@ -461,9 +490,18 @@ class ThreadedSession:
         return self.shared.teardown(nodes)
 
     def _nodes_to_close(self, run: ItemRun) -> list[pytest.Node]:
-        if self._session_stopping() and not self.runs and not self.ready:
+        if self._session_stopping() and not self._others_unreported(run):
             return list(reversed(self.shared.live))  # as pytest does when -x stops the session
         return run.closes
+
+    def _others_unreported(self, run: ItemRun) -> bool:
+        waiting = self.logging_now
+        return bool(
+            self.runs
+            or self.ready
+            or self._lane_busy()
+            or (waiting is not None and waiting is not run)
+        )
 
     def _close_scopes(self, run: ItemRun) -> None:
         """Main thread, just before ``run``'s teardown report is logged: tear down the scopes it
@@ -543,10 +581,19 @@ class ThreadedSession:
         if result is None:
             if timeout == 0:
                 return False
-            self.terminal.flush()  # about to wait: show what was reported so far
+            # About to wait: show what was reported so far. With the lane reporting, output
+            # keeps coming meanwhile: flushed at most every FLUSH_INTERVAL (a flush is a system
+            # call, and the main thread would make one for nearly every test).
+            pending = False
+            if self.lane is None:
+                self.terminal.flush()
+            else:
+                pending = self.terminal.flush_due()
             holding = timeout is None and bool(self.ready)
             wait = HOLD_CHECK if holding else timeout
             tick = self._tick_interval()
+            if pending and (tick is None or tick > FLUSH_INTERVAL):
+                tick = FLUSH_INTERVAL
             if tick is not None and (wait is None or wait > tick):
                 wait = tick
             result = self.pool.next_result(wait)
@@ -556,6 +603,9 @@ class ThreadedSession:
                     self._emit_ready()  # results held past HOLD_LIMIT go out now
                     return True
                 return False
+        if result is _WAKE:
+            self._settle()  # raises what the reporting lane raised
+            return True
         run = self.runs.pop(result.id)
         self._release_pending(run.index, run.item)
         if run.chain_key is not None and lookup(self.chain_tail, run.chain_key) == result.id:
@@ -576,14 +626,14 @@ class ThreadedSession:
         if result.exception is not None:
             # KeyboardInterrupt / pytest.exit raised by the test: report what the test
             # produced, then end the session as pytest would.
+            self._settle()
             if run.reports:
                 self.reporter.emit(run)
             if not self.capturing:  # -s: what the test printed is shown, as it would be live
                 out, err = run.capture.take()
                 self.reporter.print_block(out + err)
             raise result.exception
-        self.history.record(run.item, run.reports, result.run_time, run.cpu_time)
-        self._account(run.item, result.run_time)
+        run.run_time = result.run_time  # recorded when it is logged
         self._make_ready(run)
         return True
 
@@ -597,7 +647,6 @@ class ThreadedSession:
         self._make_ready(run)
 
     def _report_broken(self, run: ItemRun, error: BaseException, run_time: float) -> None:
-        item = run.item
         trace = "".join(_format_exception(error))
         message = (
             f"pytest's protocol for this test raised {type(error).__name__} outside the test's "
@@ -605,11 +654,14 @@ class ThreadedSession:
             f"changed by this or a concurrently running test:\n\n{trace}"
         )
         run.reports = _reports_failed_with(run, message, run_time)
-        self.history.record(item, run.reports, run_time, run.cpu_time)
+        run.run_time = run_time
         self._make_ready(run)
 
     def _make_ready(self, run: ItemRun) -> None:
         run.ready_at = _engine.monotonic()
+        if not self.ready and self._may_log(run, flush=False):
+            self._log_now(run)  # the usual case: nothing held, its turn
+            return
         self.ready.append(run)
         self._emit_ready()
 
@@ -618,19 +670,28 @@ class ThreadedSession:
         the reported file changes, so results in completion order repeated names (3 files gave
         8 lines). A result of another file waits until the current file has no tests left to
         report, or at most HOLD_LIMIT seconds (a long test must not hide the rest)."""
-        file = _file_of(run.item)
+        file = run.file
         current = self.current_file
         if current is None or file == current or self.left_in_file[current] <= 0:
             return True
         return _engine.monotonic() - run.ready_at >= HOLD_LIMIT
 
-    def _reported(self, item: pytest.Item) -> None:
-        file = self.current_file = _file_of(item)
+    def _file_of(self, item: pytest.Item) -> str:
+        """The file the terminal reporter groups a test's progress under: its node id's first
+        part, the same for every child of one parent (a node id extends its parent's)."""
+        parent = item.parent
+        file = self.file_of_parent.get(parent)
+        if file is None:
+            file = self.file_of_parent[parent] = item.nodeid.partition("::")[0]
+        return file
+
+    def _reported(self, run: ItemRun) -> None:
+        file = self.current_file = run.file
         self.left_in_file[file] -= 1
         live = self.live
         if live is not None:
             live.done += 1
-            live.known_done += lookup(self.known, item, 0.0)
+            live.known_done += lookup(self.known, run.item, 0.0)
 
     # -- what the user sees while it runs (#16) ---------------------------------------------
 
@@ -669,6 +730,8 @@ class ThreadedSession:
             self._slow_lines(_engine.monotonic())
         if self.live is not None:
             self.terminal.flush()
+        elif self.lane is not None:
+            self.terminal.flush_due()
 
     def _slow_lines(self, now: float) -> None:
         threshold = self.settings.slow
@@ -688,13 +751,20 @@ class ThreadedSession:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is None:
             return
-        terminal.write_line(line, yellow=True)
-        terminal.currentfspath = None
 
-    def _account(self, item: pytest.Item, run_time: float) -> None:
+        def write() -> None:
+            terminal.write_line(line, yellow=True)
+            terminal.currentfspath = None
+
+        if self.lane is not None:  # amid the lane's progress output, in its order
+            self.lane.call(write, self._given_back)
+        else:
+            write()
+
+    def _account(self, nodeid: str, run_time: float) -> None:
         self.busy += run_time
         if run_time > self.longest[0]:
-            self.longest = (run_time, item.nodeid)
+            self.longest = (run_time, nodeid)
 
     def _ended(self) -> None:
         self.ended_at = _engine.monotonic()
@@ -712,18 +782,72 @@ class ThreadedSession:
         # In collection order: when the current file is done, the next one reported is the
         # earliest collected that has results, as sequentially.
         for run in sorted(self.ready, key=_index_of):
-            if any(self.pending_under.get(node) for node in run.closes):
-                continue  # others under its scopes still run: they must finish first
-            if not flush and not self._file_turn(run):
+            if not self._may_log(run, flush):
                 continue
             emitted = True
-            self._reported(run.item)
             self.ready.remove(run)
-            self.state_watch.observe(run.item.nodeid, run.state_before, run.state_after)
-            self.reporter.emit(run, before_teardown=self._close_scopes)
+            self._log_now(run)
+        return emitted
+
+    def _may_log(self, run: ItemRun, flush: bool) -> bool:
+        if any(lookup(self.pending_under, node) for node in run.closes):
+            return False  # others under its scopes still run: they must finish first
+        return flush or self._file_turn(run)
+
+    def _log_now(self, run: ItemRun) -> None:
+        self._reported(run)
+        self._log_in_order(run)
+        if self._session_stopping():
+            self._stop()
+
+    def _log_in_order(self, run: ItemRun) -> None:
+        """Report ``run`` after every run handed over before it: on the lane when nothing
+        needs the main thread, else here once the lane is empty."""
+        # Counted as unreported (see _nodes_to_close) while runs the lane gives back are
+        # logged before it.
+        self.logging_now = run
+        try:
+            lane = self.lane
+            if (
+                lane is not None
+                and not self._session_stopping()
+                and self.shared.closes_quietly(run.closes)
+            ):
+                if run.closes:
+                    self.shared.teardown(run.closes)  # nothing to run, print or report
+                lane.hand(run, self._given_back)
+                return
+            self._settle()  # the reports before it are logged: a stop they caused is known
             if self._session_stopping():
                 self._stop()
-        return emitted
+            self._log(run, before_teardown=self._close_scopes)
+        finally:
+            self.logging_now = None
+
+    def _log(self, run: ItemRun, before_teardown: Callable[[ItemRun], None] | None = None) -> None:
+        """Log a finished run's reports (on the lane's thread, or the main thread)."""
+        if run.run_time is not None:
+            self.history.record(run.item, run.reports, run.run_time, run.cpu_time)
+            self._account(run.nodeid, run.run_time)
+        self.state_watch.observe(run.nodeid, run.state_before, run.state_after)
+        self.reporter.emit(run, before_teardown=before_teardown)
+
+    def _given_back(self, run: ItemRun) -> None:
+        """A run the lane gave back after the session began to stop: logged here, in order."""
+        self._stop()
+        self._log(run, before_teardown=self._close_scopes)
+
+    def _wake(self) -> None:  # on the lane's thread
+        assert self.pool is not None
+        self.pool.post(_WAKE)
+
+    def _settle(self) -> None:
+        """Wait until everything handed to the lane is logged."""
+        if self.lane is not None:
+            self.lane.settle(self._given_back)
+
+    def _lane_busy(self) -> bool:
+        return self.lane is not None and self.lane.outstanding > 0
 
     def _drain(self) -> None:
         self._drain_results()
@@ -732,12 +856,14 @@ class ThreadedSession:
     def _drain_results(self) -> None:
         while self.runs or self.ready:
             if not self.runs:
+                self._settle()
                 self._emit_ready(flush=True)  # scopes closed by cancelled tests (after a stop)
                 for run in self.ready:
                     run.closes = []
                 self._emit_ready(flush=True)
                 break
             self._poll(None)
+        self._settle()
 
     def _session_stopping(self) -> bool:
         return bool(self.stopping or self.session.shouldfail or self.session.shouldstop)
@@ -755,9 +881,13 @@ class ThreadedSession:
             # Started and not reported: next_result already interrupted them on Ctrl-C, so
             # some may have stopped (tests in interruptible waits stop at once).
             started = [run for run in self.runs.values() if run.started_at]
-            self.interrupted = [run.item.nodeid for run in sorted(started, key=_index_of)]
             self.pool.cancel()
             self.pool.interrupt(KeyboardInterrupt)
+            if self.lane is not None:
+                # Finished tests already handed over are reported if the lane can within the
+                # grace; the rest are listed with the running ones.
+                started += self.lane.finish(ABORT_GRACE)
+            self.interrupted = [run.item.nodeid for run in sorted(started, key=_index_of)]
 
     def _teardown_after_abort(self) -> None:
         """Ctrl-C / pytest.exit: shared scopes still go away, as pytest's session end does."""
@@ -778,8 +908,11 @@ def _index_of(run: ItemRun) -> int:
     return run.index
 
 
-def _file_of(item: pytest.Item) -> str:
-    return item.location[0]
+def _compute_location(item: pytest.Item) -> None:
+    """pytest's cached ``Item.location``, computed on the worker rather than the main thread,
+    without the property's dict.get (slow on a dict the main thread owns)."""
+    if "location" not in item.__dict__ and type(item).location is _LOCATION:
+        item.__dict__["location"] = _LOCATION.func(item)
 
 
 def _ends_session(error: BaseException) -> bool:

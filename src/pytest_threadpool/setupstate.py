@@ -29,6 +29,7 @@ ExcInfo = tuple[BaseException, types.TracebackType | None]
 NodeEntry = tuple[list[Callable[[], object]], ExcInfo | None]
 
 _local = threading.local()
+_NODE_TEARDOWN = pytest.Collector.teardown  # Node.teardown: does nothing
 
 
 def _run_finalizers(node: pytest.Node, finalizers: list[Callable[[], object]]) -> list:
@@ -115,6 +116,15 @@ class SharedScopes:
                 return False
         return True
 
+    def nothing_to_prepare(self, item: pytest.Item, parents: tuple[pytest.Node, ...]) -> bool:
+        """Every collector above ``item`` (``parents``) is set up and it uses no fixture wider
+        than function scope: preparing it would do nothing."""
+        live = self.live
+        for col in parents:
+            if col not in live:
+                return False
+        return next(wider_scoped_fixtures(item), None) is None
+
     def setup_shared_fixtures(self, item: pytest.Item) -> None:
         """Create the class/module/package/session fixtures ``item`` requests, in the order
         pytest would, stopping at the first error (the item's own setup re-raises it)."""
@@ -142,6 +152,18 @@ class SharedScopes:
             if entry is not None:
                 errors.extend(_run_finalizers(node, entry[0]))
         return errors
+
+    def closes_quietly(self, nodes: list[pytest.Node]) -> bool:
+        """Tearing ``nodes`` down runs nothing: no finalizer besides the collector's own
+        ``teardown``, which the collector class does not override."""
+        for node in nodes:
+            entry = lookup(self.live, node)
+            if entry is None:
+                continue
+            finalizers = entry[0]
+            if len(finalizers) > 1 or type(node).teardown is not _NODE_TEARDOWN:
+                return False
+        return True
 
     def teardown_all(self) -> list[BaseException]:
         return self.teardown(list(reversed(self.live)))

@@ -10,6 +10,7 @@ whenever the runner is about to wait for results and at the end: output still ap
 from __future__ import annotations
 
 import os
+from _thread import RLock as _RLock  # bound at import: a test may patch threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,7 +35,11 @@ _get_terminal_size = os.get_terminal_size
 
 
 class ThrottledFile:
+    """Written by the reporting lane's thread and the main thread (frames, lines of its own):
+    each write and flush holds the lock, so output is never torn or lost between them."""
+
     def __init__(self, file: Any, interval: float = FLUSH_INTERVAL) -> None:
+        self._lock = _RLock()
         self._file = file
         self._interval = interval
         self._last_flush = _engine.monotonic()
@@ -48,11 +53,17 @@ class ThrottledFile:
         self.paused = False  # live mode: no status area (a test writes to the terminal itself)
 
     def write(self, text: str) -> int:
-        self._dirty = True
-        if self.status is None:
-            return self._file.write(text)
-        self._held.append(text)
-        return len(text)
+        with self._lock:
+            self._dirty = True
+            if self.status is None:
+                return self._file.write(text)
+            self._held.append(text)
+            return len(text)
+
+    @property
+    def pending(self) -> bool:
+        """Output written and not flushed (or held for the next frame)."""
+        return self._dirty or bool(self._held)
 
     def flush(self) -> None:
         now = _engine.monotonic()
@@ -60,6 +71,10 @@ class ThrottledFile:
             self.flush_now(now)
 
     def flush_now(self, now: float | None = None) -> None:
+        with self._lock:
+            self._flush_now(now)
+
+    def _flush_now(self, now: float | None) -> None:
         if now is None:
             now = _engine.monotonic()
         if self.status is not None and now - self._last_flush < self._interval:
@@ -95,11 +110,12 @@ class ThrottledFile:
 
     def stop_status(self) -> None:
         """Remove the status area (the held output goes out) and write straight through."""
-        if self.status is None:
-            return
-        self._frame(_engine.monotonic(), redraw=False)
-        self.status = None
-        self.flush_now()
+        with self._lock:
+            if self.status is None:
+                return
+            self._frame(_engine.monotonic(), redraw=False)
+            self.status = None
+            self._flush_now(None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._file, name)
@@ -138,6 +154,15 @@ class TerminalFlusher:
     def flush(self) -> None:
         if self._throttled is not None:
             self._throttled.flush_now()
+
+    def flush_due(self) -> bool:
+        """Flush if the last flush is ``interval`` old; True while output is still pending
+        (the caller comes back within ``FLUSH_INTERVAL``)."""
+        throttled = self._throttled
+        if throttled is None:
+            return False
+        throttled.flush()
+        return throttled.pending
 
     def start_status(self, status: LiveStatus) -> bool:
         """Live mode from now on; False if the reporter's output cannot carry it."""

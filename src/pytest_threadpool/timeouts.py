@@ -131,6 +131,7 @@ class Timeouts:
         # What the marker means: pytest-timeout's marker when that plugin is installed.
         self.marker_source = PYTEST_TIMEOUT if pt is not None else THREADPOOL
         self.default_func_only = pt.func_only if pt is not None else False
+        self._inherited: dict[pytest.Node, pytest.Mark | None] = {}  # see _closest_marker
         if pt is not None and pt.session_timeout:
             config.stash[SESSION_EXPIRE_KEY] = (
                 _engine.wall_time() + pt.session_timeout,
@@ -138,7 +139,7 @@ class Timeouts:
             )
 
     def spec(self, item: pytest.Item) -> TimeoutSpec:
-        marker = item.get_closest_marker(TIMEOUT_MARKER)
+        marker = self._closest_marker(item)
         if marker is None:
             return self.default
         value = marker.args[0] if marker.args else marker.kwargs.get("timeout")
@@ -165,9 +166,24 @@ class Timeouts:
         counts: that deadline is armed around the call, see pytest_runtest_call). Records the
         item's timeout for its reports."""
         spec = self.spec(item)
-        item.stash[SPEC_KEY] = spec
-        item._threadpool_timeout = spec.seconds  # type: ignore[attr-defined]
+        if spec is not NO_TIMEOUT:  # what _spec_of answers for an item with none
+            item.stash[SPEC_KEY] = spec
         return 0.0 if spec.func_only else spec.seconds
+
+    def _closest_marker(self, item: pytest.Item) -> pytest.Mark | None:
+        """``item.get_closest_marker("timeout")``, with the answer for its parent looked up
+        once per parent (the main thread asks for every test it submits)."""
+        for mark in item.own_markers:
+            if mark.name == TIMEOUT_MARKER:
+                return mark
+        parent = item.parent
+        if parent is None:
+            return None
+        try:
+            return self._inherited[parent]
+        except KeyError:
+            mark = self._inherited[parent] = parent.get_closest_marker(TIMEOUT_MARKER)
+            return mark
 
 
 SESSION_EXPIRE_KEY = pytest.StashKey[tuple[float, float]]()

@@ -213,8 +213,16 @@ def run_worker(
             events.index_of = {
                 item.nodeid: index for index, item in zip(indices, batch, strict=True)
             }
+            # Reported from the main thread, where xdist's worker plugin runs its hooks and
+            # sends over its channel (its interactor's per-test state is not thread-aware).
             threaded = ThreadedSession(
-                session, settings, planner, items=batch, shared=shared, nextitem=nextitem
+                session,
+                settings,
+                planner,
+                items=batch,
+                shared=shared,
+                nextitem=nextitem,
+                reporting_lane=False,
             )
             config.stash[session_key] = threaded
             try:

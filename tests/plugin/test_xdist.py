@@ -475,13 +475,18 @@ class _SocketServers:
             server.wait(timeout=30)
 
 
-def test_workers_on_a_gil_and_a_free_threaded_interpreter(pytester: pytest.Pytester) -> None:
+def test_workers_on_a_gil_and_a_free_threaded_interpreter(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 3.13 and a 3.13t worker in one run: outcomes as in a sequential run, each worker on its
     own interpreter and engine build, running tests on its pool's threads.
 
     The workers are execnet socket gateways, each served by one of the interpreters: pytest-xdist
     3.8.0 hands popen workers the controller's sys.path (see the popen test below)."""
     pythons = _both_interpreters()
+    # This suite may itself run under xdist: its worker's variables must not reach the
+    # sequential run (the conftest records only where PYTEST_XDIST_WORKER is set).
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     out = pytester.path / "interpreters.jsonl"
     pytester.makeconftest(RECORDING_CONFTEST.format(out=str(out)))
     pytester.makepyfile(**PARITY_FILES)
