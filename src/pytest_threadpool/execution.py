@@ -36,7 +36,7 @@ def run_protocol(run: ItemRun, shared: SharedScopes, teardown_shared: Callable) 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """Registered (this module) for threaded sessions only. For pool runs: the three phases,
-    not logged; the main thread logs them (reporting hooks only ever run there)."""
+    not logged here; they are logged later, one test at a time in order (reporting_lane.py)."""
     run = current_run()
     if run is None or run.item is not item or run.inline:
         return None

@@ -90,6 +90,14 @@ WATCHED: tuple[tuple[str, Any], ...] = (
 )
 
 
+# The latest snapshot. While nothing changes (nearly always), every test's readings share it:
+# a run holds its "before" reading until it is reported, and with a copy of os.environ per
+# reading the runs in flight held hundreds of equal copies (memory; on 3.13t each worker also
+# kept heap pages of its own for them). Readings are never mutated, only compared and printed.
+# Two workers racing here at worst both keep their own equal copy.
+_latest: list[tuple[Any, ...] | None] = [None]
+
+
 def snapshot() -> tuple[Any, ...]:
     values = []
     for _name, read in WATCHED:
@@ -97,7 +105,12 @@ def snapshot() -> tuple[Any, ...]:
             values.append(read())
         except Exception as exc:  # a broken replacement must not break the runner
             values.append(f"<unreadable: {type(exc).__name__}>")
-    return tuple(values)
+    latest = _latest[0]
+    if latest is not None and all(map(_same, values, latest)):
+        return latest
+    reading = tuple(values)
+    _latest[0] = reading
+    return reading
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -56,8 +56,8 @@ from pytest_threadpool.warnings_capture import routed_warnings
 _WAKE = object()  # posted into the pool's results by the reporting lane (see _wake)
 _LOCATION = pytest.Item.location  # functools.cached_property
 _EXIT = pytest.exit.Exception  # pytest.exit()'s exception (an Exception subclass)
-WINDOW_MIN = 256
-WINDOW_PER_WORKER = 4
+WINDOW_MIN = 64
+WINDOW_PER_WORKER = 2
 LONG_TEST_SHARE = 0.1  # see _promotions
 # Ctrl-C / pytest.exit: how long running tests get to stop before the run ends without them
 # (a test blocked in sleep or a wait only sees the interrupt when it wakes up).
