@@ -126,10 +126,16 @@ def _kill_group(proc: subprocess.Popen[bytes], flag: list[bool]) -> None:
 
 def run_pytest(python: Path, args: list[str], cwd: Path, timeout_s: float) -> RunResult:
     """Run ``python -m pytest *args`` in ``cwd`` (its own session, output to a temp file)."""
+    return run_command([str(python), "-m", "pytest", *args], cwd, timeout_s)
+
+
+def run_command(argv: list[str], cwd: Path, timeout_s: float) -> RunResult:
+    """Run ``argv`` in ``cwd`` and measure it like a pytest run; its outcome counts are read
+    from a pytest-style summary line (``400 passed in 1.2s``) if it prints one."""
     with tempfile.TemporaryFile() as out:
         start = time.perf_counter()
         proc = subprocess.Popen(
-            [str(python), "-m", "pytest", *args],
+            argv,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=out,

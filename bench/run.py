@@ -193,8 +193,10 @@ def cache_args(config: str, interp: str) -> list[str]:
     return ["-o", f"cache_dir=.cache-{interp}-{config}"]
 
 
-def config_args(config: str, suite: str, workers: int) -> list[str]:
-    threads = THREAD_OVERRIDES.get(suite, workers)
+def config_args(config: str, suite: str, workers: int, overrides: bool = True) -> list[str]:
+    """``overrides`` off: every runner gets ``workers`` threads or processes (bench/scaling.py),
+    also where THREAD_OVERRIDES would give ours and the opponent more."""
+    threads = THREAD_OVERRIDES.get(suite, workers) if overrides else workers
     return {
         "seq": ["-p", "no:threadpool"],
         "ours": ["--threadpool", str(threads)],
@@ -203,14 +205,22 @@ def config_args(config: str, suite: str, workers: int) -> list[str]:
     }[config]
 
 
-def run_one(interp: Interpreter, config: str, suite: suites.Suite, workers: int, tag: str) -> dict:
+def run_one(
+    interp: Interpreter,
+    config: str,
+    suite: suites.Suite,
+    workers: int,
+    tag: str,
+    overrides: bool = True,
+) -> dict:
     """One timed run, as a JSON-ready record; failures keep their output in bench/results/logs.
-    ``tag`` names the round (``r2``) in the log file and the progress line."""
+    ``tag`` names the round (``r2``) in the log file and the progress line; ``overrides``: see
+    ``config_args``."""
     python = interp.pythons[config]
     args = [
         *PYTEST_ARGS,
         *cache_args(config, interp.name),
-        *config_args(config, suite.name, workers),
+        *config_args(config, suite.name, workers, overrides),
     ]
     result = measure.run_pytest(python, args, suite.path, RUN_TIMEOUT_S)
     problem = result.problem(suite.tests)
