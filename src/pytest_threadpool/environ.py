@@ -51,6 +51,8 @@ def per_thread_current_test() -> Iterator[None]:
             original_update(item, when)  # type: ignore[arg-type]
             return
         _local.value = f"{item.nodeid} ({when})".replace("\x00", "(null)") if when else None
+        if when:
+            run.phase = when  # where reports its code logs go (hook_proxies.py)
 
     runner._update_current_test_var = update  # type: ignore[assignment]
     environ.__class__ = _ThreadAwareEnviron

@@ -49,6 +49,10 @@ class ItemRun:
     # Process-wide state when it started and ended (process_state.snapshot()).
     state_before: tuple[Any, ...] | None = None
     state_after: tuple[Any, ...] | None = None
+    phase: str = ""  # the protocol phase its thread is in ("setup", "call", "teardown")
+    # Reports its own code logged while it ran (subtests: pytest's subtests fixture, unittest's
+    # subTest), with the phase they were made in; logged with its reports (reporting.py).
+    inner_reports: list[tuple[str, Any]] = field(default_factory=list)
     ready_at: float = 0.0  # when it finished and waited to be reported (engine clock)
     started_at: float = 0.0  # when its worker started it (engine clock; 0: not yet)
     slow_at: float = 0.0  # running time of its next SLOW line (0: the first threshold)

@@ -158,6 +158,9 @@ def addoption(parser: pytest.Parser) -> None:
             "mocker",  # pytest-mock: its patches are process-wide, as monkeypatch's are
             "monkeypatch",
             "recwarn",
+            # pytest's subtests: each subtest captures like capfd (fds 1 and 2 and sys.stdout
+            # of the whole process) and suspends the global capture to log its report
+            "subtests",
             "time_machine",  # time-machine: travels the clock of the whole process
         ],
     )

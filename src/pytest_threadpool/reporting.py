@@ -1,8 +1,10 @@
-"""Reports of pool-run tests, emitted on the main thread through pytest's normal hooks."""
+"""Reports of pool-run tests, logged through pytest's normal hooks (on the reporting lane or the
+main thread)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -33,10 +35,13 @@ class Reporter:
         for when, text in run.live_logs:
             self._print_live_log(when, text)
         live_output: list[str] = []
+        inner = run.inner_reports
         for index in range(len(run.reports)):
             if before_teardown is not None and run.reports[index].when == "teardown":
                 before_teardown(run)
             report = run.reports[index]
+            if inner:  # subtests' reports, made during this phase: before its own report
+                inner = _log_inner(ihook, inner, report.when)
             out, err = lookup(run.outputs, report.when, ("", ""))
             handled = report_hook is not None and report_hook(
                 item=item, report=report, captured_out=out, captured_err=err
@@ -48,6 +53,8 @@ class Reporter:
             if live_output and report is run.reports[-1]:
                 self.print_block("".join(live_output))
             ihook.pytest_runtest_logreport(report=report)
+        if inner:  # made in a phase that has no report (the protocol was cut short)
+            _log_inner(ihook, inner, None)
         ihook.pytest_runtest_logfinish(nodeid=nodeid, location=location)
         for message in run.warnings:
             ihook.pytest_warning_recorded.call_historic(
@@ -73,6 +80,18 @@ class Reporter:
         writer.write(text if text.endswith("\n") else text + "\n")
         writer.flush()
         terminal.currentfspath = None  # the progress line starts afresh after the block
+
+
+def _log_inner(ihook: Any, inner: list[tuple[str, Any]], phase: str | None) -> list:
+    """Log the reports made in ``phase`` (all of them for None), in the order they were made;
+    returns the others."""
+    rest = []
+    for made_in, report in inner:
+        if phase is None or made_in == phase:
+            ihook.pytest_runtest_logreport(report=report)
+        else:
+            rest.append((made_in, report))
+    return rest
 
 
 def _is_output_section(title: str) -> bool:
