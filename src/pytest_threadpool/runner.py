@@ -37,6 +37,7 @@ from pytest_threadpool.pytest_compat import (
     set_setupstate,
     setupstate,
 )
+from pytest_threadpool.redirects import per_test_redirects
 from pytest_threadpool.reporting import Reporter
 from pytest_threadpool.reporting_lane import ReportingLane
 from pytest_threadpool.scheduling import TRACKS_CPU_SHARE, DurationHistory
@@ -173,6 +174,7 @@ class ThreadedSession:
             stack.enter_context(per_thread_assertion_hooks())
             stack.enter_context(cached_hook_proxies(self.session))
             stack.enter_context(interruptible_waits())
+            stack.enter_context(per_test_redirects())
             # Registered before the pool, so it runs after the pool has shut down.
             stack.callback(self._teardown_after_abort)
             self.pool = _engine.Pool(self.settings.workers, name="threadpool-worker")
