@@ -13,7 +13,7 @@ import inspect
 import re
 import sys
 import tokenize
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +112,7 @@ _CONDITIONALLY_UNSAFE: dict[tuple[str, str], str] = {
     ("_monkeypatch_response_class", "pytest_flask.plugin"): "app",
     ("_configure_application", "pytest_flask.plugin"): "app",
 }
+_CONDITIONAL_NAMES = frozenset(name for name, _module in _CONDITIONALLY_UNSAFE)
 # Fixtures of these modules are judged by name only (threadpool_unsafe_fixtures): pytest's own,
 # and ours.
 _UNSCANNED_MODULES = ("_pytest.", "pytest_threadpool.")
@@ -199,6 +200,7 @@ class _ChainMarks:
 
 
 _NO_MARKS = _ChainMarks()
+_NO_NAMES: frozenset[str] = frozenset()
 
 
 def _level_marks(node: pytest.Node, packages: _PackageMarks) -> list[pytest.Mark]:
@@ -250,6 +252,8 @@ class Planner:
             tuple[int, frozenset[str], int], tuple[Any, tuple[str | None, str | None]]
         ] = {}
         self._event_loops: _SharedEventLoops | None = None
+        # (config, pytest-rerunfailures' counter or None), looked up once per session
+        self._reruns: tuple[pytest.Config, Callable[[pytest.Item], Any] | None] | None = None
 
     def decide(self, item: pytest.Item) -> Decision:
         """The item's decision (computed once: marker warnings are issued once)."""
@@ -262,21 +266,22 @@ class Planner:
         if not isinstance(item, pytest.Function):
             return Decision(None)
         own = item.own_markers
+        names = frozenset(m.name for m in own) if own else _NO_NAMES
         above = self._chain(item.parent)
-        if above.not_parallelizable or any(m.name == MARKER_NOT_PARALLELIZABLE for m in own):
+        if above.not_parallelizable or MARKER_NOT_PARALLELIZABLE in names:
             return Decision(None)
-        for mark in own:
-            if mark.name == MARKER_PARALLELIZABLE:
-                return self._grouped(item, item, _parse_mark(mark, item), above)
+        if MARKER_PARALLELIZABLE in names:
+            mark = next(m for m in own if m.name == MARKER_PARALLELIZABLE)
+            return self._grouped(item, item, _parse_mark(mark, item), above, names)
         if above.parallelizable is not None:
             node, mark = above.parallelizable
             scope = self._parsed.get(id(mark))
             if scope is None:  # parsed once per mark; errors name the first item it applies to
                 scope = self._parsed[id(mark)] = _parse_mark(mark, item)
-            return self._grouped(item, node, scope, above)
+            return self._grouped(item, node, scope, above, names)
         if self.default_scope is not None:
             module = item.getparent(pytest.Module)
-            return self._grouped(item, module or item.session, self.default_scope, above)
+            return self._grouped(item, module or item.session, self.default_scope, above, names)
         return Decision(None)
 
     def _chain(self, node: pytest.Node | None) -> _ChainMarks:
@@ -300,9 +305,14 @@ class Planner:
         return chain
 
     def _grouped(
-        self, item: pytest.Function, anchor: pytest.Node, scope: ParallelScope, above: _ChainMarks
+        self,
+        item: pytest.Function,
+        anchor: pytest.Node,
+        scope: ParallelScope,
+        above: _ChainMarks,
+        names: frozenset[str],
     ) -> Decision:
-        reason = self._alone_reason(item, above)
+        reason = self._alone_reason(item, above, names)
         if reason is not None:
             return Decision(None, alone_reason=reason)
         function_id = (item.parent, item.originalname)
@@ -324,15 +334,22 @@ class Planner:
         chain = function_id if scope is ParallelScope.CHILDREN else None
         return Decision(("node", anchor.nodeid, scope.value, params), chain_key=chain)
 
-    def _alone_reason(self, item: pytest.Function, above: _ChainMarks) -> str | None:
-        names = {m.name for m in item.own_markers}
+    def _alone_reason(
+        self, item: pytest.Function, above: _ChainMarks, names: frozenset[str]
+    ) -> str | None:
+        """``names``: the item's own marker names."""
         if above.thread_unsafe or THREAD_UNSAFE_MARKER in names:
             return "marked thread_unsafe"
-        implied = above.implied_fixtures.union(_implied_fixtures(names))
+        implied = above.implied_fixtures
+        if names:
+            implied = implied.union(_implied_fixtures(names))
         unsafe_use, fixture_calls = self._fixture_reasons(item, implied)
         if unsafe_use is not None:
             return unsafe_use
-        if _rerun_by_plugin(item):
+        if self._reruns is None or self._reruns[0] is not item.config:
+            self._reruns = (item.config, _reruns_counter(item.config))
+        reruns_for = self._reruns[1]
+        if reruns_for is not None and reruns_for(item):
             return "rerun on failure by pytest-rerunfailures"
         loops = self._event_loops
         if loops is None or loops.config is not item.config:
@@ -465,6 +482,7 @@ class Planner:
         self._fixture_calls.clear()
         self._fixture_reasons_by_info.clear()
         self._event_loops = None
+        self._reruns = None
         self._sources = _SourceScanner()
         return groups, chains
 
@@ -609,6 +627,8 @@ def _idle_plugin_fixtures(
     """The fixtures of _CONDITIONALLY_UNSAFE in ``closure`` that do nothing unsafe for this
     test: every definition a request for them runs is the plugin's, and the test does not use
     the fixture that makes them act."""
+    if _CONDITIONAL_NAMES.isdisjoint(closure):
+        return _NO_NAMES  # the common case
     idle = set()
     for (name, module), trigger in _CONDITIONALLY_UNSAFE.items():
         if name not in closure or trigger in closure:
@@ -691,10 +711,10 @@ def _compatible(previous: Group, item: pytest.Item) -> bool:
     return True
 
 
-def _rerun_by_plugin(item: pytest.Function) -> bool:
-    """Will pytest-rerunfailures rerun this test when it fails? Its own pytest_runtest_protocol
-    runs and logs the attempts, which only works on the main thread with nothing else running
-    (in the pool our protocol runs instead and the test would not be rerun)."""
-    plugin = item.config.pluginmanager.get_plugin("rerunfailures")
-    reruns_for = getattr(plugin, "get_reruns_count", None)
-    return reruns_for is not None and bool(reruns_for(item))
+def _reruns_counter(config: pytest.Config) -> Callable[[pytest.Item], Any] | None:
+    """pytest-rerunfailures' count of reruns for a test (None: not installed). A test it would
+    rerun when it fails runs alone: its own pytest_runtest_protocol runs and logs the attempts,
+    which only works on the main thread with nothing else running (in the pool our protocol
+    runs instead and the test would not be rerun)."""
+    plugin = config.pluginmanager.get_plugin("rerunfailures")
+    return getattr(plugin, "get_reruns_count", None)
