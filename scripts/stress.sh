@@ -16,6 +16,9 @@ tests=(
   tests/plugin/test_reporting_output.py
   tests/plugin/test_control_flow.py
   tests/plugin/test_hostile.py
+  tests/plugin/test_reporting_lane.py
+  tests/plugin/test_subtests.py
+  tests/plugin/test_redirects.py
 )
 [ -x "$py" ] || { echo "stress: $py not found (run make setup)" >&2; exit 2; }
 

@@ -30,6 +30,24 @@ from pytest_threadpool.pytest_compat import (
     log_cli_enabled,
 )
 
+_ORIGINAL_SHUTDOWN = logging.shutdown
+_handler_refs = logging._handlerList  # type: ignore[attr-defined]
+
+
+def _shutdown_built_handlers(handlerList: Any = None) -> None:
+    """``logging.shutdown`` during a threaded run. A handler registers itself (``_handlerList``)
+    before it creates its lock: a test calling ``logging.shutdown`` while another test's thread
+    constructs a handler found one without ``lock`` and failed (AttributeError). Handlers still
+    being constructed are left alone, as in a sequential run, where they would not exist yet."""
+    if handlerList is None:
+        handlerList = [ref for ref in list(_handler_refs) if _built(ref())]
+    _ORIGINAL_SHUTDOWN(handlerList)
+
+
+def _built(handler: Any) -> bool:
+    return handler is None or hasattr(handler, "lock")  # a dead reference: logging skips it
+
+
 _levels_lock = threading.Lock()
 # Logger name -> its level before any running test changed it, while some test overrides it.
 _baseline: dict[str, int] = {}
@@ -127,6 +145,9 @@ class ThreadedLogging:
             cli = plugin.log_cli_handler
             root.removeHandler(cli)  # pool tests' records go through their own live buffer
             self._undo.append(lambda: root.addHandler(cli))
+        if logging.shutdown is _ORIGINAL_SHUTDOWN:
+            logging.shutdown = _shutdown_built_handlers
+            self._undo.append(lambda: setattr(logging, "shutdown", _ORIGINAL_SHUTDOWN))
         original_runtest_for = plugin._runtest_for
         plugin._runtest_for = self._runtest_for_factory(original_runtest_for)
         self._undo.append(lambda: vars(plugin).pop("_runtest_for", None))

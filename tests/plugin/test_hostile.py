@@ -631,3 +631,42 @@ def test_threaded_run_names_the_test_that_changed_process_state(
         test_name in line and any(w in line for w in words) and not line.startswith("FAILED")
         for line in lines
     ), lines
+
+
+def test_logging_shutdown_while_another_test_builds_a_handler(pytester: pytest.Pytester):
+    """A handler is in logging's handler list before it has its lock: logging.shutdown from one
+    test while another test constructs a handler must not fail on the half-built one (the race
+    occurred with the handlers workers create for pytest's log capture)."""
+    pytester.makepyfile(
+        test_shutdown_race="""
+        import logging
+        import threading
+
+        import pytest
+
+        pytestmark = pytest.mark.parallelizable("children")
+        registered = threading.Event()
+        shut_down = threading.Event()
+
+
+        class SlowHandler(logging.Handler):
+            def createLock(self):  # called after the handler is registered
+                registered.set()
+                assert shut_down.wait(10)
+                super().createLock()
+
+
+        def test_builds_a_handler():
+            assert SlowHandler().lock is not None
+
+
+        def test_shuts_logging_down():
+            assert registered.wait(10)
+            try:
+                logging.shutdown()
+            finally:
+                shut_down.set()
+        """
+    )
+    result = run(pytester, "--threadpool", "2")
+    result.assert_outcomes(passed=2)
