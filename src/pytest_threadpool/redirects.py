@@ -7,8 +7,9 @@ thread swaps nothing: the thread's writes go to a capture of the block's own, an
 block ends, what was written to the redirected stream is written to the block's target and the
 rest (the other stream, fd-level writes) goes back to the test's output, as a sequential run
 would have sent it there. The target thus receives the text when the block ends, not while it
-runs; inside the block ``sys.stdout`` is still the run's dispatcher, not the target. Blocks on
-the main thread (tests that run alone) and with capture off (``-s``) behave as usual.
+runs; inside the block ``sys.stdout`` is still the run's dispatcher, not the target, and
+threads the test starts write to the test's output, not to the target. Blocks on the main
+thread (tests that run alone) and with capture off (``-s``) behave as usual.
 """
 
 from __future__ import annotations
