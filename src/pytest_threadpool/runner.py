@@ -712,9 +712,11 @@ class ThreadedSession:
             }
 
         def running() -> list[tuple[str, float]]:
-            return [
-                (run.item.nodeid, run.started_at) for run in self.runs.values() if run.started_at
-            ]
+            # Also called on the reporting lane's thread (a flush there draws a frame) while
+            # the main thread adds and removes runs: iterate a copy taken in one step
+            # (iterating the dict itself raised "dictionary changed size during iteration").
+            runs = list(self.runs.values())
+            return [(run.nodeid, run.started_at) for run in runs if run.started_at]
 
         live = LiveStatus(len(self.items), self.settings.workers, counts, running, fd)
         live.known_total = sum(self.known.values())
