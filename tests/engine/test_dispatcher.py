@@ -35,10 +35,9 @@ def capturing():
     return lambda capture=None: _Ctx(capture or Capture())
 
 
-def test_fifty_threads_each_get_exactly_their_own_output():
-    out = Dispatcher(io.StringIO(), stream=0, name="<stdout>")
-    err = Dispatcher(io.StringIO(), stream=1, name="<stderr>")
-    n_threads, n_lines = 50, 200
+def _write_on_threads(n_threads: int, write) -> list[Capture]:
+    """Run ``write(i)`` on ``n_threads`` threads at once (from a barrier), thread ``i`` with a
+    capture of its own; returns the captures."""
     barrier = threading.Barrier(n_threads)
     captures = [Capture() for _ in range(n_threads)]
 
@@ -46,10 +45,7 @@ def test_fifty_threads_each_get_exactly_their_own_output():
         set_thread_capture(captures[i])
         try:
             barrier.wait(30)
-            for j in range(n_lines):
-                out.write(f"t{i}-{j} ")
-                out.buffer.write(f"b{j}\n".encode())
-                err.write(f"e{i}-{j}\n")
+            write(i)
         finally:
             set_thread_capture(None)
 
@@ -58,6 +54,21 @@ def test_fifty_threads_each_get_exactly_their_own_output():
         t.start()
     for t in threads:
         t.join(60)
+    return captures
+
+
+def test_fifty_threads_each_get_exactly_their_own_output():
+    out = Dispatcher(io.StringIO(), stream=0, name="<stdout>")
+    err = Dispatcher(io.StringIO(), stream=1, name="<stderr>")
+    n_threads, n_lines = 50, 200
+
+    def write(i):
+        for j in range(n_lines):
+            out.write(f"t{i}-{j} ")
+            out.buffer.write(f"b{j}\n".encode())
+            err.write(f"e{i}-{j}\n")
+
+    captures = _write_on_threads(n_threads, write)
     for i, cap in enumerate(captures):
         stdout, stderr = cap.take()
         assert stdout == "".join(f"t{i}-{j} b{j}\n" for j in range(n_lines))
@@ -383,23 +394,12 @@ def test_fd_write_router_threads_keep_their_own_fd_output():
     original = _RecordingWrite()
     write = fd_write_router(original)
     n_threads, n_lines = 16, 300
-    barrier = threading.Barrier(n_threads)
-    captures = [Capture() for _ in range(n_threads)]
 
-    def writer(i):
-        set_thread_capture(captures[i])
-        try:
-            barrier.wait(30)
-            for j in range(n_lines):
-                write(1 + j % 2, f"{i}:{j}\n".encode())
-        finally:
-            set_thread_capture(None)
+    def write_lines(i):
+        for j in range(n_lines):
+            write(1 + j % 2, f"{i}:{j}\n".encode())
 
-    threads = [threading.Thread(target=writer, args=(i,)) for i in range(n_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    captures = _write_on_threads(n_threads, write_lines)
     for i, cap in enumerate(captures):
         out, err = cap.take()
         assert out == "".join(f"{i}:{j}\n" for j in range(0, n_lines, 2))
