@@ -165,6 +165,7 @@ class ThreadedLogging:
         if handlers is None:
             plugin = self.plugin
             caplog_handler = LogCaptureHandler()
+            caplog_handler.setFormatter(plugin.formatter)  # caplog.text is formatted, as pytest's
             report_handler = LogCaptureHandler()
             report_handler.setFormatter(plugin.formatter)
             if plugin.log_level is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import tempfile
 import threading
+import weakref
 
 import pytest
 
@@ -165,6 +167,21 @@ def test_is_a_text_io_and_has_stream_attributes():
         assert same is d
     with pytest.raises(io.UnsupportedOperation):
         d.detach()
+
+
+def test_weak_references_like_the_streams_it_replaces():
+    """sys.stdout and its buffer take weak references (structlog keeps a WeakKeyDictionary of
+    write locks keyed by the stream); they die with the dispatcher."""
+    d = Dispatcher(io.StringIO())
+    locks = weakref.WeakKeyDictionary()
+    locks[d] = "text"
+    locks[d.buffer] = "binary"
+    assert locks[d] == "text" and locks[d.buffer] == "binary"
+    text_ref, buffer_ref = weakref.ref(d), weakref.ref(d.buffer)
+    assert text_ref() is d and buffer_ref() is d.buffer
+    del d
+    gc.collect()  # the dispatcher and its buffer view refer to each other
+    assert text_ref() is None and buffer_ref() is None and len(locks) == 0
 
 
 def test_fileno_isatty_encoding_depend_on_capturing(capturing):

@@ -157,3 +157,29 @@ def test_user_stream_handler_writes_per_test(pytester: pytest.Pytester):
     text = result.stdout.str()
     err_section = text.split("Captured stderr call")[1]
     assert "HANDLER from A" in err_section and "from B" not in text
+
+
+@pytest.mark.parametrize("log_format", [None, "%(levelname)s|%(name)s|%(message)s"])
+def test_caplog_text_is_formatted_as_sequentially(pytester: pytest.Pytester, log_format):
+    """caplog.text uses the session's log format (pytest formats its caplog handler); the
+    pool's per-thread handlers printed bare messages (structlog's test_find_caller)."""
+    expected = (
+        '"WARNING  app:test_caplog_format.py:7 hello {n}\\n"'
+        if log_format is None
+        else '"WARNING|app|hello {n}\\n"'
+    )
+    pytester.makepyfile(
+        test_caplog_format=f"""
+        import logging, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        log = logging.getLogger("app")
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_text(caplog, n):
+            log.warning("hello %d", n)
+            assert caplog.text == {expected}.format(n=n)
+        """
+    )
+    options = [] if log_format is None else ["-o", f"log_format={log_format}"]
+    pytester.runpytest(*options).assert_outcomes(passed=6)
+    pytester.runpytest("--threadpool", "3", *options).assert_outcomes(passed=6)

@@ -260,3 +260,24 @@ def test_assertion_diffs_survive_concurrent_tests_finishing(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess("--threadpool", "2")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*At index 2 diff: 3 != 4*"])
+
+
+def test_pool_tests_can_weakly_reference_sys_stdout(pytester: pytest.Pytester):
+    """Libraries key per-stream state weakly by sys.stdout (structlog's write locks)."""
+    pytester.makepyfile(
+        """
+        import sys, weakref, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        LOCKS = weakref.WeakKeyDictionary()
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_weak_keys(n):
+            LOCKS.setdefault(sys.stdout, object())
+            LOCKS.setdefault(sys.stderr.buffer, object())
+            assert weakref.ref(sys.stdout)() is sys.stdout
+            print("out", n)
+        """
+    )
+    result = pytester.runpytest("--threadpool", "2", "-rP")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["out 3"])

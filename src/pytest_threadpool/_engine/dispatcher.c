@@ -160,6 +160,7 @@ static void disp_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    PyObject_ClearWeakRefs(op);
     (void)disp_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -467,7 +468,10 @@ static PyType_Slot disp_slots[] = {
 static PyType_Spec disp_spec = {
     .name = "pytest_threadpool._engine.Dispatcher",
     .basicsize = sizeof(dispatcher_object),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    /* weak references, as the text streams it stands in for (structlog keys a WeakKeyDictionary
+     * of write locks by sys.stdout) */
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
+             Py_TPFLAGS_MANAGED_WEAKREF,
     .slots = disp_slots,
 };
 
@@ -490,6 +494,7 @@ static void view_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    PyObject_ClearWeakRefs(op);
     (void)view_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -667,7 +672,7 @@ static PyType_Spec view_spec = {
     .name = "pytest_threadpool._engine.DispatcherBuffer",
     .basicsize = sizeof(binview_object),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE |
-             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+             Py_TPFLAGS_DISALLOW_INSTANTIATION | Py_TPFLAGS_MANAGED_WEAKREF,
     .slots = view_slots,
 };
 
