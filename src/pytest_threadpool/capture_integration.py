@@ -141,7 +141,7 @@ class ThreadedCapture:
             alone = AloneFds(catch_all)
         except OSError:
             return
-        routing = FdRouting().__enter__()
+        routing = FdRouting((*catch_all, *alone.fds)).__enter__()
         self.fd_routing, self.alone_fds = routing, alone
 
         def undo() -> None:

@@ -232,16 +232,35 @@ class ChildSinks:
         return found
 
 
+def _identity(fd: int) -> tuple[int, int] | None:
+    try:
+        st = _os_fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class FdRouting:
     """``os.write``, ``os.system`` and ``subprocess.Popen`` routed for the run (a context
-    manager; undone on exit, unless someone replaced them meanwhile)."""
+    manager; undone on exit, unless someone replaced them meanwhile).
 
-    def __init__(self) -> None:
+    ``owned``: the fds of the files the run points fds 1 and 2 at. Output is routed only while
+    fd 1 (2) still refers to one of them: a test that pointed fd 1 elsewhere itself (click's
+    ``CliRunner(capture="fd")``, its own ``dup2``) writes there, and so do its children, as in
+    a sequential run."""
+
+    def __init__(self, owned: tuple[int, ...] = ()) -> None:
         self.sinks = ChildSinks()
         self._undo: list[Any] = []
+        self._owned = tuple(owned)
+        self._identities = frozenset(_identity(fd) for fd in owned) - {None}
+
+    def _points_at_run_file(self, fd: int) -> bool:
+        return not self._owned or _identity(fd) in self._identities
 
     def __enter__(self) -> FdRouting:
         sinks = self.sinks
+        points_at_run_file = self._points_at_run_file
         previous_get_handles = _Popen._get_handles  # type: ignore[attr-defined]
         previous_wait = _Popen.wait
         previous_poll = _Popen.poll
@@ -256,14 +275,14 @@ class FdRouting:
             sink = sinks.sink_for(capture)
             p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite = handles
             redirected = False
-            if stdout is None:
+            if stdout is None and points_at_run_file(1):
                 out = sink.fd(0)
                 if out >= 0:
                     redirected = True
                     c2pwrite = out
                     if isinstance(stderr, int) and stderr == _STDOUT:
                         errwrite = out  # was the parent's fd 1
-            if stderr is None:
+            if stderr is None and points_at_run_file(2):
                 err = sink.fd(1)
                 if err >= 0:
                     redirected = True
@@ -306,7 +325,7 @@ class FdRouting:
             return returncode << 8 if returncode >= 0 else -returncode
 
         system.__doc__ = previous_system.__doc__
-        router = _engine.fd_write_router(previous_write)
+        router = _engine.fd_write_router(previous_write, self._owned or None)
         self._replace(_Popen, "_get_handles", _get_handles, previous_get_handles)
         self._replace(_Popen, "wait", wait, previous_wait)
         self._replace(_Popen, "poll", poll, previous_poll)
@@ -341,6 +360,11 @@ class AloneFds:
         self._catch_all = catch_all
         self._fds = (_open_spool(), _open_spool())
         self._active = False
+
+    @property
+    def fds(self) -> tuple[int, int]:
+        """The files fds 1 and 2 point at during a phase."""
+        return self._fds
 
     def start(self) -> None:
         for stream, fd in enumerate(self._fds):

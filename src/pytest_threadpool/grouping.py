@@ -94,6 +94,25 @@ _SIGNAL_CALLS = _Calls(
     ),
     "sets signal handlers or timers (main thread only)",
 )
+# click's CliRunner (typer's and Flask's test_cli_runner() subclass it): invoke() assigns
+# sys.stdin/stdout/stderr and click's module globals for the call, and puts back what it found,
+# so two overlapping invokes leave each other's streams installed for the rest of the session.
+# Found where a runner is made (a fixture or the test) and, in files that mention one, where a
+# test calls invoke() on a runner it did not make itself (a module-level runner).
+_CLI_RUNNER_CALLS = _Calls(
+    re.compile(r"\bCliRunner\s*\(|\btest_cli_runner\s*\(|\.invoke\s*\("),
+    "uses click's CliRunner (it swaps sys.stdout/stderr/stdin process-wide)",
+    gate=re.compile(r"\bCliRunner\b|\btest_cli_runner\b"),
+)
+# Assigning the process's standard streams by hand (``sys.stdout = io.StringIO()``); not ==,
+# and not contextlib.redirect_stdout, which is per test in pool tests (redirects.py).
+_STREAM_ASSIGNMENTS = _Calls(
+    re.compile(
+        r"\bsys\.(stdout|stderr|stdin)\s*=(?!=)"
+        r"|\bsetattr\(\s*sys\s*,\s*[\"'](stdout|stderr|stdin)[\"']"
+    ),
+    "replaces sys.stdout/stderr/stdin (process-wide)",
+)
 # What a test's and its fixtures' source is searched for, in the order a reason is preferred.
 _SCANNED_CALLS = (
     *(() if _CONTEXT_AWARE_WARNINGS else (_WARNING_FILTER_CALLS,)),
@@ -101,6 +120,8 @@ _SCANNED_CALLS = (
     _FREEZEGUN_CALLS,
     _TIME_MACHINE_CALLS,
     _SIGNAL_CALLS,
+    _CLI_RUNNER_CALLS,
+    _STREAM_ASSIGNMENTS,
 )
 # Plugin fixtures that request an unsafe fixture but use it only when the test uses another
 # fixture: (fixture name, module defining it) -> that fixture. Without it they are trusted as

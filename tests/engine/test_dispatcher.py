@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import os
 import tempfile
 import threading
 import weakref
@@ -382,6 +383,43 @@ def test_fd_write_router_honours_tee_route_fds_and_separate_fds(capturing):
     assert cap.take() == ("both\n", "")
     assert cap.take_fd() == ("fd level\n", "")
     assert original.calls == [(1, b"both\n"), (2, b"to the fd\n"), (1, b"closed\n")]
+
+
+def test_fd_write_router_routes_only_while_the_fd_is_one_of_the_runs_files(capturing):
+    """With ``owned``, a write to fd 1/2 is routed only while that fd refers to one of the
+    owned files; a test that pointed fd 1 elsewhere (a dup2 of its own) writes there."""
+    original = _RecordingWrite()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as runs, tempfile.TemporaryFile() as elsewhere:
+        try:
+            os.dup2(runs.fileno(), 1)
+            os.dup2(elsewhere.fileno(), 2)
+            write = fd_write_router(original, owned=[runs.fileno()])
+            with capturing() as cap:
+                assert write(1, b"routed\n") == 7
+                assert write(2, b"fd 2 is elsewhere\n") == 18
+                os.dup2(elsewhere.fileno(), 1)  # what click's CliRunner(capture="fd") does
+                assert write(1, b"fd 1 is elsewhere\n") == 18
+                os.dup2(runs.fileno(), 1)
+                assert write(1, b"routed again\n") == 13
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        with pytest.raises(OSError):
+            fd_write_router(original, [_closed_fd()])
+        with pytest.raises(TypeError):
+            fd_write_router(original, ["1"])
+        with pytest.raises(TypeError):
+            fd_write_router(original, 1)
+    assert cap.take() == ("routed\nrouted again\n", "")
+    assert original.calls == [(2, b"fd 2 is elsewhere\n"), (1, b"fd 1 is elsewhere\n")]
+
+
+def _closed_fd() -> int:
+    with tempfile.TemporaryFile() as file:
+        return file.fileno()
 
 
 def test_fd_write_router_survives_a_buffer_that_drops_the_capture():

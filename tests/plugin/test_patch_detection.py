@@ -232,6 +232,98 @@ def test_n2():
     )
 
 
+def test_click_cli_runner_and_assigned_std_streams_run_alone(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """click's CliRunner.invoke assigns sys.stdin/stdout/stderr (and click's globals) for the
+    call and puts back what it found: overlapping invokes left each other's streams installed
+    (click's own suite: 143 failures). A runner made in a fixture, in the test, or at module
+    level (the test only calls invoke), and a test assigning sys.stdout by hand, run alone;
+    CliRunner(capture="fd") points fd 1 at a file of its own and gets the fd-level writes and
+    its children's output."""
+    suite(
+        pytester,
+        """
+from click.testing import CliRunner
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+""",
+        commands="""
+import os, subprocess, click
+
+@click.command()
+@click.argument("name")
+def hello(name):
+    click.echo(f"hello {name}")
+    print(f"printed {name}")
+
+@click.command()
+def fd_level():
+    click.echo("python level")
+    os.write(1, b"fd level\\n")
+    subprocess.run(["echo", "child level"], check=True)
+""",
+        test_fixture_cli="""
+import pytest
+from commands import hello
+pytestmark = pytest.mark.parallelizable("children")
+
+@pytest.mark.parametrize("name", ["a", "b", "c"])
+def test_fixture_runner(runner, name):
+    result = runner.invoke(hello, [name])
+    assert result.output == f"hello {name}\\nprinted {name}\\n"
+""",
+        test_cli="""
+import io, sys, pytest, probe
+from click.testing import CliRunner
+from commands import fd_level, hello
+pytestmark = pytest.mark.parallelizable("children")
+MODULE_RUNNER = CliRunner()
+
+def test_module_runner():
+    assert MODULE_RUNNER.invoke(hello, ["m"]).output == "hello m\\nprinted m\\n"
+
+def test_fd_capture():
+    result = CliRunner(capture="fd").invoke(fd_level)
+    assert result.stdout == "python level\\nfd level\\nchild level\\n"
+
+def test_assigns_stdout():
+    saved, sys.stdout = sys.stdout, io.StringIO()
+    try:
+        print("mine")
+        text = sys.stdout.getvalue()
+    finally:
+        sys.stdout = saved
+    assert text == "mine\\n"
+
+def test_neighbour_1():
+    print("neighbour output " * 20)
+    probe.meet()
+
+def test_neighbour_2():
+    print("neighbour output " * 20)
+    probe.meet()
+""",
+    )
+    sequential, _, _ = run(pytester, monkeypatch)
+    result, peak, overlap = run(pytester, monkeypatch, "--threadpool", "3", "-v", meet=2)
+    assert outcomes(result) == outcomes(sequential) == {"passed": 8}
+    assert peak == 2  # the neighbours met
+    assert all(overlap[f"test_fixture_runner[{name}]"] == 1 for name in "abc")
+    assert overlap["test_module_runner"] == overlap["test_fd_capture"] == 1
+    assert overlap["test_assigns_stdout"] == 1
+    result.stdout.fnmatch_lines(
+        [
+            f"*6 {ALONE}: 3 fixture runner uses click's CliRunner (it swaps "
+            "sys.stdout/stderr/stdin process-wide); 1 replaces sys.stdout/stderr/stdin "
+            "(process-wide); 2 uses click's CliRunner (it swaps sys.stdout/stderr/stdin "
+            "process-wide)",
+        ]
+    )
+
+
 def test_freezer_and_time_machine_fixtures_and_markers_run_alone(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ):

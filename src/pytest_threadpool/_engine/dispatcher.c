@@ -7,6 +7,8 @@
 #include "capture.h"
 
 #include <stddef.h>
+#include <string.h>
+#include <sys/stat.h>
 
 typedef struct {
     PyObject_HEAD
@@ -678,15 +680,44 @@ static PyType_Spec view_spec = {
 
 /* ---- os.write stand-in ----
  *
- * fd_write_router(original) returns a builtin `write(fd, data, /)` bound to `original` (the real
- * os.write). A write to fd 1 or 2 from a thread whose capture is open and routes fds goes into
- * that capture (the test's report sections), as pytest's fd capture would take it in a sequential
- * run; everything else (other fds, threads without a capture, odd arguments, whose errors the
- * original raises) is passed to `original` unchanged. The hot path is a thread-local read, two
- * flag reads and an append under the capture's mutex. */
+ * fd_write_router(original, owned=None) returns a builtin `write(fd, data, /)` bound to
+ * `original` (the real os.write). A write to fd 1 or 2 from a thread whose capture is open and
+ * routes fds goes into that capture (the test's report sections), as pytest's fd capture would
+ * take it in a sequential run; everything else (other fds, threads without a capture, odd
+ * arguments, whose errors the original raises) is passed to `original` unchanged. With `owned`
+ * (the fds of the files the run points fds 1 and 2 at), a write is routed only while the fd
+ * still refers to one of those files: a test that pointed fd 1 somewhere itself (click's
+ * CliRunner(capture="fd"), a dup2 of its own) gets its writes there, as sequentially. The hot
+ * path is a thread-local read, two flag reads, an fstat when `owned` is given and an append
+ * under the capture's mutex. */
 
-static PyObject *fd_write(PyObject *original, PyObject *const *args, Py_ssize_t nargs)
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+} file_identity;
+
+/* Does `fd` refer to one of the files in `owned` (bytes holding file_identity records)? */
+static int fd_is_owned(long fd, PyObject *owned)
 {
+    struct stat st;
+    if (fstat((int)fd, &st) != 0) {
+        return 0; /* closed or invalid: the original reports it */
+    }
+    const file_identity *ids = (const file_identity *)PyBytes_AS_STRING(owned);
+    Py_ssize_t n = PyBytes_GET_SIZE(owned) / (Py_ssize_t)sizeof(file_identity);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (ids[i].dev == st.st_dev && ids[i].ino == st.st_ino) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *fd_write(PyObject *bound, PyObject *const *args, Py_ssize_t nargs)
+{
+    /* bound: (original os.write, owned identities as bytes or None) */
+    PyObject *original = PyTuple_GET_ITEM(bound, 0);
+    PyObject *owned = PyTuple_GET_ITEM(bound, 1);
     if (nargs == 2 && PyLong_CheckExact(args[0])) {
         capture_object *c = capture_active();
         if (c != NULL && capture_routes_fds(c)) {
@@ -696,7 +727,8 @@ static PyObject *fd_write(PyObject *original, PyObject *const *args, Py_ssize_t 
             /* The thread-local reference is borrowed, and getting the buffer may run Python code
              * (a __buffer__ method) that replaces the thread's capture and frees this one. */
             Py_INCREF(c);
-            if ((fd == 1 || fd == 2) && PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) == 0) {
+            if ((fd == 1 || fd == 2) && (owned == Py_None || fd_is_owned(fd, owned)) &&
+                PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) == 0) {
                 Py_ssize_t n = view.len;
                 int rc = capture_write_fd(c, (int)fd - 1, view.buf, (size_t)view.len);
                 PyBuffer_Release(&view);
@@ -728,25 +760,81 @@ static PyMethodDef fd_write_def = {
     "that capture (pytest-threadpool's fd-level capture of pool tests).",
 };
 
-static PyObject *fd_write_router(PyObject *module, PyObject *original)
+/* The identities of the files open as `fds` (an iterable of ints), as bytes. */
+static PyObject *identities_of(PyObject *fds)
 {
+    PyObject *seq = PySequence_Fast(fds, "owned must be an iterable of file descriptors");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *blob = PyBytes_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(file_identity));
+    if (blob == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    file_identity *ids = (file_identity *)PyBytes_AS_STRING(blob);
+    memset(ids, 0, (size_t)n * sizeof(file_identity));
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int fd = PyLong_AsInt(PySequence_Fast_GET_ITEM(seq, i));
+        struct stat st;
+        if (fd == -1 && PyErr_Occurred()) {
+            goto fail;
+        }
+        if (fstat(fd, &st) != 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
+        }
+        ids[i].dev = st.st_dev;
+        ids[i].ino = st.st_ino;
+    }
+    Py_DECREF(seq);
+    return blob;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(blob);
+    return NULL;
+}
+
+static PyObject *fd_write_router(PyObject *module, PyObject *args, PyObject *kwargs)
+{
+    static char *names[] = {"original", "owned", NULL};
+    PyObject *original;
+    PyObject *owned = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:fd_write_router", names, &original,
+                                     &owned)) {
+        return NULL;
+    }
     if (!PyCallable_Check(original)) {
         return PyErr_Format(PyExc_TypeError, "expected the callable os.write, not %.100s",
                             Py_TYPE(original)->tp_name);
     }
-    PyObject *name = PyModule_GetNameObject(module);
-    if (name == NULL) {
+    PyObject *ids = owned == Py_None ? Py_NewRef(Py_None) : identities_of(owned);
+    if (ids == NULL) {
         return NULL;
     }
-    PyObject *router = PyCFunction_NewEx(&fd_write_def, original, name);
+    PyObject *bound = PyTuple_Pack(2, original, ids);
+    Py_DECREF(ids);
+    if (bound == NULL) {
+        return NULL;
+    }
+    PyObject *name = PyModule_GetNameObject(module);
+    if (name == NULL) {
+        Py_DECREF(bound);
+        return NULL;
+    }
+    PyObject *router = PyCFunction_NewEx(&fd_write_def, bound, name);
     Py_DECREF(name);
+    Py_DECREF(bound);
     return router;
 }
 
 static PyMethodDef dispatcher_functions[] = {
-    {"fd_write_router", fd_write_router, METH_O,
-     "fd_write_router(original, /) -> Callable[[int, bytes], int]\n\n"
-     "A stand-in for os.write that routes fds 1 and 2 of capturing threads (see Capture)."},
+    {"fd_write_router", (PyCFunction)(void (*)(void))fd_write_router,
+     METH_VARARGS | METH_KEYWORDS,
+     "fd_write_router(original, owned=None) -> Callable[[int, bytes], int]\n\n"
+     "A stand-in for os.write that routes fds 1 and 2 of capturing threads (see Capture);\n"
+     "with `owned` (fds), only while fd 1 or 2 refers to one of those files."},
     {NULL, NULL, 0, NULL},
 };
 
