@@ -13,14 +13,14 @@ import inspect
 import re
 import sys
 import tokenize
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
+from pytest_threadpool.fixture_scopes import instance_holders, used_defs, wider_scoped_fixtures
 from pytest_threadpool.markers import (
     MARKER_NOT_PARALLELIZABLE,
     MARKER_PARALLELIZABLE,
@@ -452,7 +452,7 @@ class Planner:
         except KeyError:
             pass
         found = None
-        for fixturedef in _used_defs(name, defs):
+        for fixturedef in used_defs(name, defs):
             function = getattr(fixturedef, "func", None)
             if (getattr(function, "__module__", None) or "").startswith(_UNSCANNED_MODULES):
                 continue
@@ -468,11 +468,20 @@ class Planner:
         groups: list[Group] = []
         chains: dict[pytest.Item, object] = {}
         current_key: object = None
+        # The current group's class/module/package fixture definitions -> the node their
+        # instance lives on (fixture_scopes.instance_holders).
+        holders: dict[Any, pytest.Node | None] = {}
         decisions = [self.decide(item) for item in items]
         for index, (item, decision) in enumerate(zip(items, decisions, strict=True)):
-            if decision.key is not None and decision.key == current_key:
+            if (
+                decision.key is not None
+                and decision.key == current_key
+                and _holders_agree(holders, item)
+            ):
                 groups[-1].items.append(item)
             else:
+                holders = {}
+                _holders_agree(holders, item)
                 parallel = decision.key is not None
                 barrier = not parallel or (
                     bool(groups) and not (groups[-1].parallel and _compatible(groups[-1], item))
@@ -603,7 +612,7 @@ class _SharedEventLoops:
         if info is None:
             return None
         for name in item.fixturenames:
-            for fixturedef in _used_defs(name, info.name2fixturedefs.get(name) or ()):
+            for fixturedef in used_defs(name, info.name2fixturedefs.get(name) or ()):
                 scope = self._fixture_loop(fixturedef)
                 if scope is not None:
                     return (
@@ -654,7 +663,7 @@ def _idle_plugin_fixtures(
     for (name, module), trigger in _CONDITIONALLY_UNSAFE.items():
         if name not in closure or trigger in closure:
             continue
-        defs = list(_used_defs(name, name2defs.get(name) or ()))
+        defs = list(used_defs(name, name2defs.get(name) or ()))
         if defs and all(
             getattr(getattr(fixturedef, "func", None), "__module__", None) == module
             for fixturedef in defs
@@ -665,15 +674,6 @@ def _idle_plugin_fixtures(
 
 def _implied_fixtures(marker_names: Iterable[str]) -> frozenset[str]:
     return frozenset(_MARKER_FIXTURES[name] for name in marker_names if name in _MARKER_FIXTURES)
-
-
-def _used_defs(name: str, defs: Sequence[Any]) -> Iterator[Any]:
-    """The definitions of fixture ``name`` that a request for it runs: the closest one, and
-    each one it overrides while the overriding one requests ``name`` itself."""
-    for fixturedef in reversed(defs):
-        yield fixturedef
-        if name not in fixturedef.argnames:
-            return
 
 
 def _reach(
@@ -688,10 +688,10 @@ def _reach(
         name = todo.pop()
         if name in safe:
             continue
-        for fixturedef in _used_defs(name, name2defs.get(name) or ()):
+        for fixturedef in used_defs(name, name2defs.get(name) or ()):
             for dependency in fixturedef.argnames:
                 if dependency == name:
-                    continue  # the overridden definition, walked by _used_defs
+                    continue  # the overridden definition, walked by used_defs
                 known = requested_by.get(dependency)
                 if known is None:
                     requested_by[dependency] = {name}
@@ -706,6 +706,20 @@ _SCOPE_NODE_TYPES = {
     Scope.Module: pytest.Module,
     Scope.Package: pytest.Package,
 }
+
+
+def _holders_agree(holders: dict[Any, pytest.Node | None], item: pytest.Item) -> bool:
+    """Would ``item`` get every class/module/package fixture instance it uses from the same
+    node as the group's other tests (``holders``)? Records its holders when it would. Tests of
+    two classes using one class fixture of a conftest cannot overlap: the second class would be
+    handed the first one's cached instance (sequentially the first is torn down before)."""
+    mine = instance_holders(item)
+    for fixturedef, node in mine:
+        if fixturedef in holders and (node is None or holders[fixturedef] is not node):
+            return False
+    for fixturedef, node in mine:
+        holders[fixturedef] = node
+    return True
 
 
 def _compatible(previous: Group, item: pytest.Item) -> bool:

@@ -17,7 +17,7 @@ from copy import copy as _copy  # bound at import: a test may patch the copy mod
 import pytest
 
 from pytest_threadpool.dict_reads import lookup
-from pytest_threadpool.fixture_scopes import wider_scoped_fixtures
+from pytest_threadpool.fixture_scopes import prepared_fixtures
 from pytest_threadpool.pytest_compat import (
     GROUP_TRACEBACKS_FILTERED,
     TEST_OUTCOME,
@@ -123,7 +123,7 @@ class SharedScopes:
         for col in parents:
             if col not in live:
                 return False
-        return next(wider_scoped_fixtures(item), None) is None
+        return next(prepared_fixtures(item), None) is None
 
     def setup_shared_fixtures(self, item: pytest.Item) -> None:
         """Create the class/module/package/session fixtures ``item`` requests, in the order
@@ -134,7 +134,7 @@ class SharedScopes:
             return
         self.preparing = item
         try:
-            for name, _scope in wider_scoped_fixtures(item):
+            for name, _scope in prepared_fixtures(item):
                 try:
                     with self.fixture_lock:
                         request.getfixturevalue(name)

@@ -210,6 +210,118 @@ def test_all_on_module_groups_classes_and_parameters(pytester: pytest.Pytester):
     pytester.runpytest("--threadpool", "4").assert_outcomes(passed=4)
 
 
+CONFTEST_CLASS_FIXTURES = """
+import itertools, pytest
+
+made = itertools.count(1)
+
+@pytest.fixture(scope="class")
+def labelled(request):
+    request.cls.label = request.cls.__name__  # arrow's conftest does this
+
+@pytest.fixture(scope="class")
+def instance(request):
+    return next(made)
+
+@pytest.fixture(scope="module")
+def module_instance():
+    return object()
+"""
+
+
+def test_classes_sharing_a_conftest_class_fixture_do_not_overlap(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """pytest keeps one instance per fixture definition and hands the cached one out until its
+    class is torn down: a second class running meanwhile got the first class's instance (arrow:
+    189 of 235 locale tests failed with AttributeError). Tests of one class still overlap (they
+    meet); the classes take turns; functions outside a class get an instance each."""
+    pytester.makeconftest(CONFTEST_CLASS_FIXTURES)
+    pytester.makepyfile(
+        test_classes="""
+        import os, threading, pytest
+        pytestmark = pytest.mark.parallelizable("children")
+        SEEN = {}
+        MEET = {name: threading.Barrier(2, timeout=20) for name in ("TestA", "TestB", "TestC")}
+
+        def check(test, instance):
+            name = type(test).__name__
+            assert test.label == name
+            assert SEEN.setdefault(name, instance) == instance
+            assert list(SEEN.values()).count(instance) == 1  # no other class has it
+            if os.environ.get("TP_MEET"):
+                MEET[name].wait()  # the class's two tests run together
+
+        @pytest.mark.usefixtures("labelled")
+        class TestA:
+            def test_1(self, instance): check(self, instance)
+            def test_2(self, instance): check(self, instance)
+
+        @pytest.mark.usefixtures("labelled")
+        class TestB:
+            def test_1(self, instance): check(self, instance)
+            def test_2(self, instance): check(self, instance)
+
+        @pytest.mark.usefixtures("labelled")
+        class TestC:
+            def test_1(self, instance): check(self, instance)
+            def test_2(self, instance): check(self, instance)
+
+        FUNCTION_INSTANCES = []
+
+        def test_f1(instance): FUNCTION_INSTANCES.append(instance)
+        def test_f2(instance): FUNCTION_INSTANCES.append(instance)
+        def test_f3(instance):
+            FUNCTION_INSTANCES.append(instance)
+            assert len(set(FUNCTION_INSTANCES)) == 3  # one per test, as sequentially
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=9)
+    monkeypatch.setenv("TP_MEET", "1")
+    for args in (("--threadpool", "4"), ("--threadpool", "4", "--threadpool-scope", "all")):
+        # no history: on GIL builds tests found CPU-bound before run on the main thread
+        pytester.runpytest("-p", "no:cacheprovider", *args).assert_outcomes(passed=9)
+
+
+def test_modules_sharing_a_conftest_module_fixture_under_a_package_group(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """The same for module fixtures when a package's pytestmark groups several modules."""
+    pytester.makeconftest(CONFTEST_CLASS_FIXTURES)
+    package = pytester.mkpydir("pkg")
+    (package / "__init__.py").write_text(
+        "import pytest\npytestmark = pytest.mark.parallelizable('all')\n"
+    )
+    body = """
+import os, threading
+from pkg import shared
+barrier = threading.Barrier(2, timeout=20)
+
+def meet():
+    if os.environ.get("TP_MEET"):
+        barrier.wait()
+
+def test_1(module_instance):
+    assert shared.setdefault(__name__, module_instance) is module_instance
+    meet()
+
+def test_2(module_instance):
+    assert shared.setdefault(__name__, module_instance) is module_instance
+    meet()
+
+def test_distinct():
+    assert len({id(value) for value in shared.values()}) == len(shared)
+"""
+    (package / "__init__.py").write_text(
+        "import pytest\npytestmark = pytest.mark.parallelizable('all')\nshared = {}\n"
+    )
+    for name in ("test_m1.py", "test_m2.py", "test_m3.py"):
+        (package / name).write_text(body)
+    pytester.runpytest().assert_outcomes(passed=9)
+    monkeypatch.setenv("TP_MEET", "1")
+    pytester.runpytest("-p", "no:cacheprovider", "--threadpool", "4").assert_outcomes(passed=9)
+
+
 def test_default_scope_from_ini_parallelizes_unmarked_tests(pytester: pytest.Pytester):
     pytester.makeini("[pytest]\nthreadpool_scope = all\n")
     pytester.makepyfile(
