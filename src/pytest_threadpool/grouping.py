@@ -113,6 +113,23 @@ _STREAM_ASSIGNMENTS = _Calls(
     ),
     "replaces sys.stdout/stderr/stdin (process-wide)",
 )
+# HTTP mocking that patches the transport of the whole process: responses (activate, start,
+# RequestsMock: a started mock.patch of HTTPAdapter.send) and respx (mock, a router patching
+# httpx's transports).
+_HTTP_MOCK_CALLS = _Calls(
+    re.compile(
+        r"\bresponses\.(activate|start|RequestsMock)\b|@responses\b|\brespx\.(mock|route)\b"
+    ),
+    "mocks HTTP with responses/respx (patches are process-wide)",
+    gate=re.compile(r"\b(responses|respx)\b"),
+)
+# pyfakefs outside its fixtures: Patcher, patchfs and the unittest base class patch os, open,
+# pathlib and io for the whole process.
+_FAKE_FS_CALLS = _Calls(
+    re.compile(r"\bPatcher\s*\(|@patchfs\b|\bpatchfs\s*\(|\bsetUpPyfakefs\s*\("),
+    "uses pyfakefs (patches the file system process-wide)",
+    gate=re.compile(r"\bpyfakefs\b"),
+)
 # What a test's and its fixtures' source is searched for, in the order a reason is preferred.
 _SCANNED_CALLS = (
     *(() if _CONTEXT_AWARE_WARNINGS else (_WARNING_FILTER_CALLS,)),
@@ -122,6 +139,8 @@ _SCANNED_CALLS = (
     _SIGNAL_CALLS,
     _CLI_RUNNER_CALLS,
     _STREAM_ASSIGNMENTS,
+    _HTTP_MOCK_CALLS,
+    _FAKE_FS_CALLS,
 )
 # Plugin fixtures that request an unsafe fixture but use it only when the test uses another
 # fixture: (fixture name, module defining it) -> that fixture. Without it they are trusted as

@@ -155,9 +155,15 @@ def addoption(parser: pytest.Parser) -> None:
             "capfd",
             "capfdbinary",
             "freezer",  # pytest-freezer: freezegun patches the clock for the whole process
+            # pyfakefs: os, open, pathlib and io of the whole process see the fake file system
+            "fs",
+            "fs_class",
+            "fs_module",
+            "fs_session",
             "mocker",  # pytest-mock: its patches are process-wide, as monkeypatch's are
             "monkeypatch",
             "recwarn",
+            "requests_mock",  # requests-mock: every requests.Session of the process is mocked
             # pytest's subtests: each subtest captures like capfd (fds 1 and 2 and sys.stdout
             # of the whole process) and suspends the global capture to log its report
             "subtests",

@@ -20,6 +20,7 @@ from pytest_threadpool.crash_notes import crash_attribution
 from pytest_threadpool.dict_reads import SharedValuePins, lookup
 from pytest_threadpool.environ import per_thread_current_test
 from pytest_threadpool.execution import run_protocol
+from pytest_threadpool.fake_fs import real_file_system_for_the_runner
 from pytest_threadpool.fixture_isolation import isolated_function_fixtures
 from pytest_threadpool.grouping import Group, Planner
 from pytest_threadpool.hook_proxies import cached_hook_proxies
@@ -155,6 +156,7 @@ class ThreadedSession:
             for item in items:
                 _ = item.location
         with contextlib.ExitStack() as stack:
+            stack.enter_context(real_file_system_for_the_runner())
             stack.enter_context(pytest_timing_on_engine_clocks())
             stack.enter_context(isolated_function_fixtures(self.shared.fixture_lock))
             saved_state = setupstate(self.session)

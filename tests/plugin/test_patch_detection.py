@@ -324,6 +324,92 @@ def test_neighbour_2():
     )
 
 
+def test_fake_file_systems_and_http_mocks_run_alone_and_the_runner_keeps_the_real_fs(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """pyfakefs (its fs fixture, a Patcher in the test) fakes os/open/pathlib for the whole
+    process, requests-mock's fixture mocks every requests session, responses' activate patches
+    requests' transport: such tests run alone. While a fake file system is installed the
+    runner's own captures and fds keep the real one (they failed with "Bad file descriptor" and
+    left the fake installed for the tests after it)."""
+    suite(
+        pytester,
+        test_fakes="""
+import os, pathlib, pytest, probe, requests
+from pyfakefs.fake_filesystem_unittest import Patcher
+pytestmark = pytest.mark.parallelizable("children")
+
+def test_fs_fixture(fs):
+    fs.create_file("/fake/only.txt", contents="fake")
+    print("printed while faking")
+    assert pathlib.Path("/fake/only.txt").read_text() == "fake"
+
+def test_patcher_in_the_test():
+    with Patcher() as patcher:
+        patcher.fs.create_file("/fake/other.txt")
+        assert os.path.exists("/fake/other.txt")
+
+def test_requests_mock(requests_mock):
+    requests_mock.get("http://example.invalid/x", text="mocked")
+    assert requests.get("http://example.invalid/x").text == "mocked"
+
+def test_neighbour_1(tmp_path):
+    (tmp_path / "real.txt").write_text("real")
+    assert not os.path.exists("/fake/only.txt")
+    probe.meet()
+
+def test_neighbour_2(tmp_path):
+    assert (tmp_path / "x").mkdir() is None and not os.path.exists("/fake")
+    probe.meet()
+""",
+        test_http_mocks="""
+import pytest
+import responses
+pytestmark = pytest.mark.parallelizable("children")
+
+@responses.activate
+def test_responses_decorator():
+    assert responses.patched
+
+def test_no_mock():
+    assert not responses.patched
+""",
+        responses="""
+# A stand-in for the responses library: activate() patches process-wide, as it does.
+import functools
+patched = False
+
+def activate(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        global patched
+        patched = True
+        try:
+            return function(*args, **kwargs)
+        finally:
+            patched = False
+    return wrapper
+""",
+    )
+    sequential, _, _ = run(pytester, monkeypatch, "-rP")
+    result, peak, overlap = run(pytester, monkeypatch, "--threadpool", "3", "-rP", meet=2)
+    assert outcomes(result) == outcomes(sequential) == {"passed": 7}
+    assert peak == 2  # the neighbours met
+    for name in ("test_fs_fixture", "test_patcher_in_the_test", "test_requests_mock"):
+        assert overlap[name] == 1, name
+    assert overlap["test_responses_decorator"] == 1
+    result.stdout.fnmatch_lines(
+        [
+            f"*4 {ALONE}: 1 mocks HTTP with responses/respx (patches are process-wide); "
+            "1 uses fs; 1 uses pyfakefs (patches the file system process-wide); "
+            "1 uses requests_mock",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*_ test_fs_fixture _*", "*- Captured stdout call -*", "printed while faking"]
+    )
+
+
 def test_freezer_and_time_machine_fixtures_and_markers_run_alone(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ):
