@@ -604,10 +604,16 @@ class _SharedEventLoops:
 
     A test counts when it is an async test on a wider loop, or when a function-scoped async
     fixture it uses runs on a wider loop (its setup and teardown run that loop on the test's
-    thread). Wider-scoped async fixtures are not counted: the main thread sets them up."""
+    thread). Wider-scoped async fixtures are not counted: the main thread sets them up.
+
+    anyio's plugin keeps one runner (one event loop) for the whole process while any test or
+    async fixture holds it (``anyio.pytest_plugin.get_runner``): every async test it runs, and
+    every test with a function-scoped async fixture, shares it, so they run alone too."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
+        self._anyio = config.pluginmanager.has_plugin("anyio")
+        self._async_fixtures: dict[Any, bool] = {}  # FixtureDef -> async function-scoped
         plugin = config.pluginmanager.get_plugin("asyncio")
         self._is_async_test = getattr(plugin, "is_async_test", None)
         if self._is_async_test is None:
@@ -621,6 +627,10 @@ class _SharedEventLoops:
 
     def reason(self, item: pytest.Function) -> str | None:
         """Why ``item`` must run alone because of a shared event loop (None: it need not)."""
+        if self._anyio and "anyio_backend" in item.fixturenames:
+            shared = self._anyio_reason(item)
+            if shared is not None:
+                return shared
         if self._is_async_test is None:
             return None
         if self._is_async_test(item):
@@ -639,6 +649,32 @@ class _SharedEventLoops:
                         "(shared with other tests)"
                     )
         return None
+
+    def _anyio_reason(self, item: pytest.Function) -> str | None:
+        function = getattr(item, "obj", None)
+        inner = getattr(getattr(function, "hypothesis", None), "inner_test", None)
+        if _is_async(function) or _is_async(getattr(inner, "_anyio_original_func", inner)):
+            return "runs on anyio's event loop (its pytest plugin shares one among tests)"
+        info = fixture_info(item)
+        if info is None:
+            return None
+        for name in item.fixturenames:
+            for fixturedef in used_defs(name, info.name2fixturedefs.get(name) or ()):
+                if self._async_function_fixture(fixturedef):
+                    return (
+                        f"fixture {name} runs on anyio's event loop (its pytest plugin shares "
+                        "one among tests)"
+                    )
+        return None
+
+    def _async_function_fixture(self, fixturedef: Any) -> bool:
+        known = self._async_fixtures.get(fixturedef)
+        if known is None:
+            function = getattr(fixturedef, "func", None)
+            known = self._async_fixtures[fixturedef] = fixturedef_scope(
+                fixturedef
+            ) is FUNCTION_SCOPE and _is_async(getattr(function, "__func__", function))
+        return known
 
     def _test_loop(self, item: pytest.Function) -> str:
         marker = item.get_closest_marker("asyncio")
@@ -668,6 +704,10 @@ class _SharedEventLoops:
             default = fixturedef.scope
         scope = getattr(function, "_loop_scope", None) or default or fixturedef.scope
         return None if scope == "function" else scope
+
+
+def _is_async(function: object) -> bool:
+    return inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function)
 
 
 def _idle_plugin_fixtures(
