@@ -130,6 +130,14 @@ _FAKE_FS_CALLS = _Calls(
     "uses pyfakefs (patches the file system process-wide)",
     gate=re.compile(r"\bpyfakefs\b"),
 )
+# blockbuster (used by anyio's and other async suites): activating it wraps blocking
+# functions of the whole process (time.sleep, os.stat, socket calls...), and overlapping
+# activations restore each other's wrappers, leaving one installed.
+_BLOCKBUSTER_CALLS = _Calls(
+    re.compile(r"\bblockbuster_ctx\s*\(|\bBlockBuster\s*\("),
+    "uses blockbuster (it patches blocking functions process-wide)",
+    gate=re.compile(r"\bblockbuster\b"),
+)
 # What a test's and its fixtures' source is searched for, in the order a reason is preferred.
 _SCANNED_CALLS = (
     *(() if _CONTEXT_AWARE_WARNINGS else (_WARNING_FILTER_CALLS,)),
@@ -141,6 +149,7 @@ _SCANNED_CALLS = (
     _STREAM_ASSIGNMENTS,
     _HTTP_MOCK_CALLS,
     _FAKE_FS_CALLS,
+    _BLOCKBUSTER_CALLS,
 )
 # Plugin fixtures that request an unsafe fixture but use it only when the test uses another
 # fixture: (fixture name, module defining it) -> that fixture. Without it they are trusted as

@@ -410,6 +410,68 @@ def activate(function):
     )
 
 
+def test_blockbuster_in_a_fixture_makes_its_tests_run_alone(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """blockbuster (anyio's suite activates it in an autouse fixture) wraps blocking functions
+    of the whole process; overlapping activations restored each other's wrappers and left one
+    installed, which then failed or hung the tests after them (anyio: 15 tests)."""
+    suite(
+        pytester,
+        """
+from blockbuster import blockbuster_ctx
+
+@pytest.fixture
+def guarded():
+    with blockbuster_ctx("app") as bb:
+        yield bb
+""",
+        blockbuster="""
+# A stand-in for blockbuster: activation wraps time.sleep for the whole process.
+import contextlib, time
+
+@contextlib.contextmanager
+def blockbuster_ctx(scanned_modules=None):
+    original = time.sleep
+    def guarded_sleep(seconds):
+        raise RuntimeError("blocking call")
+    time.sleep = guarded_sleep
+    try:
+        yield guarded_sleep
+    finally:
+        time.sleep = original
+""",
+        test_guarded="""
+import time, pytest, probe
+pytestmark = pytest.mark.parallelizable("children")
+
+def test_guarded_1(guarded):
+    assert time.sleep is guarded
+
+def test_guarded_2(guarded):
+    assert time.sleep is guarded
+
+def test_free_1():
+    time.sleep(0)
+    probe.meet()
+
+def test_free_2():
+    time.sleep(0)
+    probe.meet()
+""",
+    )
+    sequential, _, _ = run(pytester, monkeypatch)
+    result, peak, overlap = run(pytester, monkeypatch, "--threadpool", "3", meet=2)
+    assert outcomes(result) == outcomes(sequential) == {"passed": 4}
+    assert peak == 2 and overlap["test_guarded_1"] == overlap["test_guarded_2"] == 1
+    result.stdout.fnmatch_lines(
+        [
+            f"*2 {ALONE}: 2 fixture guarded uses blockbuster (it patches blocking functions "
+            "process-wide)",
+        ]
+    )
+
+
 def test_freezer_and_time_machine_fixtures_and_markers_run_alone(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ):
