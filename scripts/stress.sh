@@ -19,6 +19,8 @@ tests=(
   tests/plugin/test_reporting_lane.py
   tests/plugin/test_subtests.py
   tests/plugin/test_redirects.py
+  tests/plugin/test_grouping.py
+  tests/plugin/test_anyio.py
 )
 [ -x "$py" ] || { echo "stress: $py not found (run make setup)" >&2; exit 2; }
 
