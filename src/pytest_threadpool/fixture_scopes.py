@@ -60,10 +60,17 @@ def instance_holders(item: pytest.Item) -> list[tuple[Any, pytest.Node | None]]:
     callspec = getattr(item, "callspec", None)
     scoped_params = param_scopes(callspec) if callspec is not None else {}
     holders = []
+    name2defs = info.name2fixturedefs
     for name in item.fixturenames:
+        defs = name2defs.get(name)
+        if not defs:
+            continue
+        closest = defs[-1]
+        if fixturedef_scope(closest) is FUNCTION_SCOPE and name not in closest.argnames:
+            continue  # the common case: a function fixture that overrides nothing it runs
         if name in scoped_params:
             continue  # parametrize(scope=...): told apart by parameter (grouping)
-        for fixturedef in used_defs(name, info.name2fixturedefs.get(name) or ()):
+        for fixturedef in used_defs(name, defs):
             scope = fixturedef_scope(fixturedef)
             if scope is Scope.Class:
                 holders.append((fixturedef, item.getparent(pytest.Class)))
