@@ -646,35 +646,24 @@ class _SharedEventLoops:
             scope = self._test_loop(item)
             if scope != "function":
                 return f"runs on a {scope}-scoped asyncio event loop (shared with other tests)"
-        info = fixture_info(item)
-        if info is None:
+        name, scope = _first_fixture(item, self._fixture_loop)
+        if scope is None:
             return None
-        for name in item.fixturenames:
-            for fixturedef in used_defs(name, info.name2fixturedefs.get(name) or ()):
-                scope = self._fixture_loop(fixturedef)
-                if scope is not None:
-                    return (
-                        f"fixture {name} runs on a {scope}-scoped asyncio event loop "
-                        "(shared with other tests)"
-                    )
-        return None
+        return (
+            f"fixture {name} runs on a {scope}-scoped asyncio event loop (shared with other tests)"
+        )
 
     def _anyio_reason(self, item: pytest.Function) -> str | None:
         function = getattr(item, "obj", None)
         inner = getattr(getattr(function, "hypothesis", None), "inner_test", None)
         if _is_async(function) or _is_async(getattr(inner, "_anyio_original_func", inner)):
             return "runs on anyio's event loop (its pytest plugin shares one among tests)"
-        info = fixture_info(item)
-        if info is None:
+        name, found = _first_fixture(item, self._async_function_fixture)
+        if not found:
             return None
-        for name in item.fixturenames:
-            for fixturedef in used_defs(name, info.name2fixturedefs.get(name) or ()):
-                if self._async_function_fixture(fixturedef):
-                    return (
-                        f"fixture {name} runs on anyio's event loop (its pytest plugin shares "
-                        "one among tests)"
-                    )
-        return None
+        return (
+            f"fixture {name} runs on anyio's event loop (its pytest plugin shares one among tests)"
+        )
 
     def _async_function_fixture(self, fixturedef: Any) -> bool:
         known = self._async_fixtures.get(fixturedef)
@@ -713,6 +702,19 @@ class _SharedEventLoops:
             default = fixturedef.scope
         scope = getattr(function, "_loop_scope", None) or default or fixturedef.scope
         return None if scope == "function" else scope
+
+
+def _first_fixture(item: pytest.Function, probe: Callable[[Any], Any]) -> tuple[str, Any]:
+    """The first fixture definition ``item`` runs for which ``probe`` gives a true value:
+    (its name, that value); ("", None) when there is none."""
+    info = fixture_info(item)
+    if info is not None:
+        for name in item.fixturenames:
+            for fixturedef in used_defs(name, info.name2fixturedefs.get(name) or ()):
+                found = probe(fixturedef)
+                if found:
+                    return name, found
+    return "", None
 
 
 def _is_async(function: object) -> bool:
